@@ -1,0 +1,143 @@
+/// A connection's address: a type and a name, written `type/name` (`aws/my-aws-account`).
+///
+/// Both parts are validated on construction, so a `ConnectionRef` is always safe to use as a storage key,
+/// in a log line or in an error message.
+public struct ConnectionRef: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let type: String
+    public let name: String
+
+    /// Up to 32 characters: a lowercase letter, then lowercase letters, digits, `-` and `_`.
+    public static let maxTypeLength = 32
+    /// Up to 128 characters: a letter or digit, then letters, digits, `.`, `-` and `_`.
+    public static let maxNameLength = 128
+
+    public init(type: String, name: String) throws(CofferError) {
+        try Validation.check(type, what: "connection type", maxLength: Self.maxTypeLength,
+                             first: Validation.lowerAlpha, rest: Validation.lowerAlnum + "-_")
+        try Validation.check(name, what: "connection name", maxLength: Self.maxNameLength,
+                             first: Validation.alnum, rest: Validation.alnum + ".-_")
+        self.type = type
+        self.name = name
+    }
+
+    /// Parses `type/name`.
+    public init(parsing text: String) throws(CofferError) {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else {
+            throw CofferError(.invalidArgument,
+                              "connection \(Validation.quoted(text)) is not of the form type/name (aws/my-aws-account)")
+        }
+        try self.init(type: String(parts[0]), name: String(parts[1]))
+    }
+
+    public var description: String { "\(type)/\(name)" }
+
+    public static func < (lhs: ConnectionRef, rhs: ConnectionRef) -> Bool {
+        (lhs.type, lhs.name) < (rhs.type, rhs.name)
+    }
+}
+
+/// The name of a workflow that grants and tokens are issued to.
+public struct WorkflowName: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let rawValue: String
+
+    /// Up to 128 characters: a letter or digit, then letters, digits, `.`, `-` and `_`.
+    public static let maxLength = 128
+
+    public init(_ rawValue: String) throws(CofferError) {
+        try Validation.check(rawValue, what: "workflow name", maxLength: Self.maxLength,
+                             first: Validation.alnum, rest: Validation.alnum + ".-_")
+        self.rawValue = rawValue
+    }
+
+    public var description: String { rawValue }
+
+    public static func < (lhs: WorkflowName, rhs: WorkflowName) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+/// The name of one field of a connection (`access_key_id`, `token`, `password`).
+public struct FieldName: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let rawValue: String
+
+    /// Up to 64 characters: a letter or `_`, then letters, digits, `.`, `-` and `_`.
+    public static let maxLength = 64
+
+    public init(_ rawValue: String) throws(CofferError) {
+        try Validation.check(rawValue, what: "field name", maxLength: Self.maxLength,
+                             first: Validation.alpha + "_", rest: Validation.alnum + ".-_")
+        self.rawValue = rawValue
+    }
+
+    public var description: String { rawValue }
+
+    public static func < (lhs: FieldName, rhs: FieldName) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+/// An optional run identifier that a token carries into the audit trail (a CI run, a workflow execution).
+public struct RunID: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+
+    /// Up to 128 printable ASCII characters without spaces.
+    public static let maxLength = 128
+
+    public init(_ rawValue: String) throws(CofferError) {
+        let printable = String((0x21...0x7e).map { Character(Unicode.Scalar(UInt8($0))) })
+        try Validation.check(rawValue, what: "run id", maxLength: Self.maxLength, first: printable, rest: printable)
+        self.rawValue = rawValue
+    }
+
+    public var description: String { rawValue }
+}
+
+enum Validation {
+    static let lowerAlpha = "abcdefghijklmnopqrstuvwxyz"
+    static let alpha = lowerAlpha + lowerAlpha.uppercased()
+    static let digits = "0123456789"
+    static let lowerAlnum = lowerAlpha + digits
+    static let alnum = alpha + digits
+
+    static func check(_ text: String, what: String, maxLength: Int, first: String, rest: String)
+        throws(CofferError)
+    {
+        let scalars = text.unicodeScalars
+        guard let head = scalars.first else {
+            throw CofferError(.invalidArgument, "\(what) is empty")
+        }
+        guard scalars.count <= maxLength else {
+            throw CofferError(.invalidArgument,
+                              "\(what) \(quoted(text)) is longer than \(maxLength) characters")
+        }
+        guard first.unicodeScalars.contains(head) else {
+            throw CofferError(.invalidArgument,
+                              "\(what) \(quoted(text)) must start with one of \(describe(first))")
+        }
+        if let bad = scalars.dropFirst().first(where: { !rest.unicodeScalars.contains($0) }) {
+            throw CofferError(.invalidArgument,
+                              "\(what) \(quoted(text)) has a character that is not allowed (\(quoted(String(bad)))); allowed: \(describe(rest))")
+        }
+    }
+
+    /// Quotes a user-supplied name for an error message: escaped, and cut short so that a huge input cannot
+    /// flood a log.
+    static func quoted(_ text: String) -> String {
+        let limit = 80
+        let shown = text.unicodeScalars.count > limit
+            ? String(String.UnicodeScalarView(text.unicodeScalars.prefix(limit))) + "…"
+            : text
+        return "\"" + shown.unicodeScalars.map { $0.escaped(asASCII: true) }.joined() + "\""
+    }
+
+    private static func describe(_ set: String) -> String {
+        var parts: [String] = []
+        if set.contains("a") { parts.append(set.contains("A") ? "letters" : "lowercase letters") }
+        else if set.contains("A") { parts.append("letters") }
+        if set.contains("0") { parts.append("digits") }
+        let punctuation = set.filter { !$0.isLetter && !$0.isNumber }
+        if !punctuation.isEmpty && punctuation.count < 10 {
+            parts.append(punctuation.map { "'\($0)'" }.joined(separator: " "))
+        } else if !punctuation.isEmpty {
+            return "printable ASCII without spaces"
+        }
+        return parts.joined(separator: ", ")
+    }
+}

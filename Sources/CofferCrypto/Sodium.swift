@@ -1,0 +1,81 @@
+internal import CSodium
+
+/// libsodium must be initialised once before any other call; `sodium_init` is safe to call again.
+enum Sodium {
+    static let ready: Void = {
+        precondition(sodium_init() >= 0, "libsodium could not be initialised")
+    }()
+
+    @inline(__always) static func ensureReady() { _ = ready }
+}
+
+/// Random bytes from the operating system's generator, through libsodium.
+public enum SecureRandom {
+    /// `count` random bytes; for public values such as ids and nonces.
+    public static func bytes(_ count: Int) -> [UInt8] {
+        Sodium.ensureReady()
+        var out = [UInt8](repeating: 0, count: count)
+        out.withUnsafeMutableBytes { buffer in
+            if let base = buffer.baseAddress { randombytes_buf(base, buffer.count) }
+        }
+        return out
+    }
+
+    /// `count` random bytes that are secret, in locked memory.
+    public static func secret(_ count: Int, guarded: Bool = false) -> SecretBytes {
+        SecretBytes(count: count, guarded: guarded) { buffer in
+            if let base = buffer.baseAddress { randombytes_buf(base, buffer.count) }
+        }
+    }
+}
+
+/// Whether this process can lock secret memory into RAM.
+public enum SecureMemory {
+    /// Tries to lock a page. `sodium_malloc` silently falls back to unlocked memory when locking fails
+    /// (RLIMIT_MEMLOCK too low, no CAP_IPC_LOCK), so the daemon reports this once at start.
+    public static func canLock() -> Bool {
+        Sodium.ensureReady()
+        let size = 4096
+        guard let page = sodium_malloc(size) else { return false }
+        defer { sodium_free(page) }
+        guard sodium_mlock(page, size) == 0 else { return false }
+        sodium_munlock(page, size)
+        return true
+    }
+}
+
+/// Hex encoding for public values (ids, fingerprints), never for secrets.
+public enum Hex {
+    public static func encode(_ bytes: some Collection<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func decode(_ text: String) -> [UInt8]? {
+        let utf8 = Array(text.utf8)
+        guard utf8.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(utf8.count / 2)
+        var index = 0
+        while index < utf8.count {
+            guard let high = nibble(utf8[index]), let low = nibble(utf8[index + 1]) else { return nil }
+            out.append(high << 4 | low)
+            index += 2
+        }
+        return out
+    }
+}

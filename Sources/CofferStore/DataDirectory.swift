@@ -1,0 +1,129 @@
+import CofferCore
+import CofferCrypto
+import Foundation
+
+/// A Coffer data directory: mode 0700, holding the LMDB files and, unless the key is kept elsewhere, the key
+/// file, every file 0600.
+public struct DataDirectory: Sendable {
+    public let path: String
+
+    /// The key file's name inside the directory when no other path is given.
+    public static let keyFileName = "master.key"
+    static let storeFileName = "data.mdb"
+
+    public init(_ path: String) {
+        self.path = path
+    }
+
+    /// Where the key file is when no other path is given.
+    public var defaultKeyFile: String { (path as NSString).appendingPathComponent(Self.keyFileName) }
+
+    /// Whether the directory already holds a store.
+    public var holdsStore: Bool {
+        FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent(Self.storeFileName))
+    }
+
+    /// `cofferd init`: creates the directory (0700), a new key file unless `keyFile` names an existing one, and
+    /// an empty store. Refuses a directory that holds a store already and never replaces a key file. Returns
+    /// the open store.
+    public func initialize(keyFile: String? = nil, configuration: StoreConfiguration? = nil) throws(CofferError)
+        -> ConnectionStore
+    {
+        try createDirectory()
+        if holdsStore {
+            throw CofferError(.alreadyExists, "\(path) already holds a Coffer store; cofferd init never replaces one")
+        }
+        let keyPath = keyFile ?? defaultKeyFile
+        let master: MasterKey
+        var createdKey = false
+        if keyFile != nil, FileManager.default.fileExists(atPath: keyPath) {
+            master = try MasterKey.load(from: keyPath)
+        } else {
+            master = MasterKey.generate()
+            try master.write(newFileAt: keyPath)
+            createdKey = true
+        }
+        do throws(CofferError) {
+            let store = try ConnectionStore.create(
+                configuration ?? StoreConfiguration(directory: path), keys: KeyRing(master: master))
+            try restrictFiles()
+            return store
+        } catch {
+            if createdKey { unlink(keyPath) }
+            throw error
+        }
+    }
+
+    /// Opens the store in this directory with the key at `keyFile` (the directory's own by default), after
+    /// checking the directory's and the key file's permissions.
+    public func open(keyFile: String? = nil, configuration: StoreConfiguration? = nil) throws(CofferError)
+        -> ConnectionStore
+    {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            let err = errno
+            if err == ENOENT {
+                throw CofferError(.failedPrecondition,
+                                  "no data directory at \(path); create it with: cofferd init --data-dir \(path)")
+            }
+            throw CofferError(.failedPrecondition, "cannot read data directory \(path): \(String(cString: strerror(err)))")
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw CofferError(.failedPrecondition, "data directory \(path) is not a directory")
+        }
+        let mode = info.st_mode & 0o777
+        guard mode & 0o077 == 0 else {
+            throw CofferError(.failedPrecondition,
+                              "data directory \(path) is open to its group or others (mode \(String(mode, radix: 8))); fix it with: chmod 700 \(path)")
+        }
+        guard holdsStore else {
+            throw CofferError(.failedPrecondition,
+                              "\(path) holds no Coffer store; create one with: cofferd init --data-dir \(path)")
+        }
+        let master = try MasterKey.load(from: keyFile ?? defaultKeyFile)
+        return try ConnectionStore.open(configuration ?? StoreConfiguration(directory: path), keys: KeyRing(master: master))
+    }
+
+    /// Creates the directory with mode 0700 (its parents as usual), or tightens an existing one to 0700.
+    private func createDirectory() throws(CofferError) {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                throw CofferError(.failedPrecondition, "\(path) exists and is not a directory")
+            }
+        } else {
+            let parent = (path as NSString).deletingLastPathComponent
+            do {
+                if !parent.isEmpty {
+                    try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+                }
+            } catch {
+                throw CofferError(.failedPrecondition, "cannot create \(parent)", cause: error)
+            }
+            if mkdir(path, 0o700) != 0, errno != EEXIST {
+                throw CofferError(.failedPrecondition,
+                                  "cannot create data directory \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+        // mkdir's mode is filtered by the umask; set it exactly.
+        guard chmod(path, 0o700) == 0 else {
+            throw CofferError(.failedPrecondition,
+                              "cannot set mode 0700 on \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Sets 0600 on every regular file in the directory (LMDB's files are created through the umask).
+    private func restrictFiles() throws(CofferError) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        for name in names {
+            let file = (path as NSString).appendingPathComponent(name)
+            var info = stat()
+            guard lstat(file, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
+            guard chmod(file, 0o600) == 0 else {
+                throw CofferError(.failedPrecondition,
+                                  "cannot set mode 0600 on \(file): \(String(cString: strerror(errno)))")
+            }
+        }
+        FileSystem.syncDirectory(containing: (path as NSString).appendingPathComponent(Self.storeFileName))
+    }
+}

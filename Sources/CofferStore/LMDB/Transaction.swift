@@ -1,0 +1,117 @@
+internal import CLMDB
+
+/// A transaction, valid only inside the closure it was passed to. Values read are copied into Swift arrays,
+/// because LMDB's pointers are valid only until the transaction ends.
+final class Transaction {
+    let handle: OpaquePointer
+    let readOnly: Bool
+    private var finished = false
+
+    init(handle: OpaquePointer, readOnly: Bool) {
+        self.handle = handle
+        self.readOnly = readOnly
+    }
+
+    func finish() { finished = true }
+
+    private func checkLive(writing: Bool = false) {
+        precondition(!finished, "an LMDB transaction was used after its closure returned")
+        precondition(!writing || !readOnly, "a write in a read-only LMDB transaction")
+    }
+
+    /// The value under `key`, or nil.
+    func get(_ db: Database, _ key: [UInt8]) throws -> [UInt8]? {
+        checkLive()
+        return try key.withUnsafeBytes { key in
+            var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+            var v = MDB_val()
+            let rc = mdb_get(handle, db.dbi, &k, &v)
+            if rc == MDB_NOTFOUND { return nil }
+            try LMDBError.check(rc, "mdb_get \(db.name)")
+            return Self.copy(v)
+        }
+    }
+
+    /// Stores `value` under `key`, replacing any value there.
+    func put(_ db: Database, _ key: [UInt8], _ value: [UInt8]) throws {
+        checkLive(writing: true)
+        try key.withUnsafeBytes { key in
+            try value.withUnsafeBytes { value in
+                var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+                var v = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
+                try LMDBError.check(mdb_put(handle, db.dbi, &k, &v, 0), "mdb_put \(db.name)")
+            }
+        }
+    }
+
+    /// Deletes `key`; false when it was not there.
+    @discardableResult
+    func delete(_ db: Database, _ key: [UInt8]) throws -> Bool {
+        checkLive(writing: true)
+        return try key.withUnsafeBytes { key in
+            var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+            let rc = mdb_del(handle, db.dbi, &k, nil)
+            if rc == MDB_NOTFOUND { return false }
+            try LMDBError.check(rc, "mdb_del \(db.name)")
+            return true
+        }
+    }
+
+    /// Visits, in key order, every entry whose key starts with `prefix` (every entry for an empty prefix),
+    /// until `body` returns false.
+    func scan(_ db: Database, prefix: [UInt8] = [], _ body: ([UInt8], [UInt8]) throws -> Bool) throws {
+        checkLive()
+        let cursor = try Cursor(self, db)
+        defer { cursor.close() }
+        var entry = try prefix.isEmpty ? cursor.first() : cursor.seek(atLeast: prefix)
+        while let (key, value) = entry, key.starts(with: prefix) {
+            guard try body(key, value) else { return }
+            entry = try cursor.next()
+        }
+    }
+
+    static func copy(_ value: MDB_val) -> [UInt8] {
+        guard value.mv_size > 0, let data = value.mv_data else { return [] }
+        return Array(UnsafeRawBufferPointer(start: data, count: value.mv_size))
+    }
+}
+
+/// A cursor over one database within one transaction; closed by its owner before the transaction ends.
+final class Cursor {
+    private var handle: OpaquePointer?
+    private let db: Database
+
+    init(_ txn: Transaction, _ db: Database) throws {
+        self.db = db
+        try LMDBError.check(mdb_cursor_open(txn.handle, db.dbi, &handle), "mdb_cursor_open \(db.name)")
+    }
+
+    func close() {
+        if let handle { mdb_cursor_close(handle) }
+        handle = nil
+    }
+
+    deinit { close() }
+
+    func first() throws -> ([UInt8], [UInt8])? { try move(MDB_FIRST) }
+    func next() throws -> ([UInt8], [UInt8])? { try move(MDB_NEXT) }
+
+    /// The first entry whose key is at or after `key`.
+    func seek(atLeast key: [UInt8]) throws -> ([UInt8], [UInt8])? {
+        try key.withUnsafeBytes { key in
+            var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+            return try move(MDB_SET_RANGE, key: &k)
+        }
+    }
+
+    private func move(_ op: MDB_cursor_op, key: UnsafeMutablePointer<MDB_val>? = nil) throws
+        -> ([UInt8], [UInt8])?
+    {
+        var k = key?.pointee ?? MDB_val()
+        var v = MDB_val()
+        let rc = mdb_cursor_get(handle, &k, &v, op)
+        if rc == MDB_NOTFOUND { return nil }
+        try LMDBError.check(rc, "mdb_cursor_get \(db.name)")
+        return (Transaction.copy(k), Transaction.copy(v))
+    }
+}

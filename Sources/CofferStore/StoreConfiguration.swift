@@ -1,0 +1,42 @@
+import Foundation
+
+/// How a connection store is opened. Every default is safe for a production sidecar.
+public struct StoreConfiguration: Sendable {
+    /// The data directory: mode 0700, holding the LMDB files (0600) and, by default, the key file.
+    public var directory: String
+    /// The most the LMDB file may grow to, in bytes. The map is reserved address space, not disk, so the
+    /// default is generous: 1 GiB. A write past it fails with RESOURCE_EXHAUSTED and changes nothing.
+    public var mapSize: Int
+    /// Bounds on what one connection and one token may be.
+    public var limits: StoreLimits
+    /// The source of the current time; tests move it to expire tokens.
+    public var clock: @Sendable () -> Date
+
+    public static let defaultMapSize = 1 << 30
+
+    public init(
+        directory: String,
+        mapSize: Int = StoreConfiguration.defaultMapSize,
+        limits: StoreLimits = StoreLimits(),
+        clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.directory = directory
+        self.mapSize = mapSize
+        self.limits = limits
+        self.clock = clock
+    }
+}
+
+/// Bounds on what a connection or a token may be, checked before anything is opened or written.
+public struct StoreLimits: Sendable {
+    /// Fields in one connection.
+    public var maxFields: Int = 64
+    /// Bytes in one field's value.
+    public var maxValueBytes: Int = 64 * 1024
+    /// Bytes in all of one connection's values together.
+    public var maxConnectionBytes: Int = 1024 * 1024
+    /// The longest time to live a workflow token may have.
+    public var maxTokenTTL: Duration = .seconds(30 * 24 * 3600)
+
+    public init() {}
+}

@@ -1,0 +1,123 @@
+import ArgumentParser
+import CofferCore
+import CofferCrypto
+import CofferStore
+import Foundation
+
+@main
+struct Cofferd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cofferd",
+        abstract: "The Coffer secrets daemon: sealed connection values for workflow steps.",
+        subcommands: [Init.self, Status.self]
+    )
+}
+
+/// Options every subcommand that touches a data directory shares.
+struct DataOptions: ParsableArguments {
+    @Option(name: .customLong("data-dir"), help: "The data directory (mode 0700).")
+    var dataDirectory: String = Defaults.dataDirectory
+
+    @Option(name: .customLong("key-file"),
+            help: ArgumentHelp("Read the master key from this file instead of DATA_DIR/master.key.",
+                               discussion: "For systemd credentials, pass ${CREDENTIALS_DIRECTORY}/NAME; for Kubernetes, a file in a secret volume with defaultMode 0400."))
+    var keyFile: String?
+
+    @Option(name: .customLong("map-size"), help: "The largest the store may grow to, in MiB.")
+    var mapSizeMiB: Int = StoreConfiguration.defaultMapSize >> 20
+
+    func validate() throws {
+        guard mapSizeMiB >= 1, mapSizeMiB <= 1 << 20 else {
+            throw ValidationError("--map-size must be between 1 and 1048576 MiB")
+        }
+    }
+
+    var storeConfiguration: StoreConfiguration {
+        StoreConfiguration(directory: dataDirectory, mapSize: mapSizeMiB << 20)
+    }
+}
+
+enum Defaults {
+    /// A host install's data directory.
+    static let dataDirectory = "/var/lib/coffer"
+}
+
+extension Cofferd {
+    struct Init: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a data directory, a master key and an empty store.",
+            discussion: "Never replaces an existing key or store. With --key-file naming an existing file, that key is used; otherwise a new key is written there (or to DATA_DIR/master.key)."
+        )
+
+        @OptionGroup var data: DataOptions
+
+        func run() throws {
+            try reportingErrors {
+                let store = try DataDirectory(data.dataDirectory)
+                    .initialize(keyFile: data.keyFile, configuration: data.storeConfiguration)
+                defer { store.close() }
+                print("cofferd: initialised a store in \(data.dataDirectory)")
+                print("key file: \(data.keyFile ?? DataDirectory(data.dataDirectory).defaultKeyFile)")
+                printKeys(store.keys)
+            }
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Open the store, check the master key, and print counts and sizes (never a value).")
+
+        @OptionGroup var data: DataOptions
+
+        func run() throws {
+            try reportingErrors {
+                let store = try DataDirectory(data.dataDirectory)
+                    .open(keyFile: data.keyFile, configuration: data.storeConfiguration)
+                defer { store.close() }
+                let status = try store.status()
+                print("data directory: \(data.dataDirectory)")
+                printKeys(store.keys)
+                print("format version: \(status.formatVersion)")
+                print("created: \(status.created.formatted(.iso8601))")
+                print("connections: \(status.connections)")
+                print("grants: \(status.grants)")
+                print("tokens: \(status.tokens)")
+                print("map: \(status.usedBytes >> 10) KiB used of \(status.mapSize >> 20) MiB")
+                print("secret memory locked: \(SecureMemory.canLock() ? "yes" : "no (raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)")")
+            }
+        }
+    }
+}
+
+func printKeys(_ keys: KeyRing) {
+    print("key id: \(keys.keyID)")
+    print("public key: \(Data(keys.publicKey).base64EncodedString())")
+}
+
+/// Prints a Coffer error in the daemon's voice and exits non-zero; anything else goes to ArgumentParser.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as CofferError {
+        FileHandle.standardError.write(Data("cofferd: error: \(error.message)\n".utf8))
+        throw ExitCode(ExitStatus.for(error.code))
+    }
+}
+
+/// One exit status per kind of failure, shared by cofferd's subcommands.
+enum ExitStatus {
+    static func `for`(_ code: CofferError.Code) -> Int32 {
+        switch code {
+        case .invalidArgument: 2
+        case .notFound: 3
+        case .alreadyExists: 4
+        case .permissionDenied: 5
+        case .unauthenticated: 6
+        case .failedPrecondition: 7
+        case .resourceExhausted: 8
+        case .unavailable: 9
+        case .dataLoss: 10
+        default: 1
+        }
+    }
+}

@@ -1,0 +1,125 @@
+@testable import CofferCrypto
+import CofferCore
+import CofferTestSupport
+import Testing
+
+@Suite struct KeyRingTests {
+    /// The master key 00 01 02 … 1f.
+    static let fixedMaster = MasterKey(bytes: SecretBytes(copying: Array(0..<32).map(UInt8.init), guarded: true))
+
+    /// Known answers: if derivation ever changes, every existing store becomes unreadable, so it must not.
+    /// The values were computed independently of libsodium, with Python's hashlib (BLAKE2b with libsodium's
+    /// KDF salt and personalisation, SHA-512 of the box seed) and the cryptography package's X25519.
+    @Test func derivationIsPinned() {
+        let keys = KeyRing(master: Self.fixedMaster)
+        #expect(keys.keyID.hex == "d896a19a5794a3b1")
+        #expect(Hex.encode(keys.publicKey) == "ec37bd605bdf0862f467e4a5945e4745a89ad5d0289afc21d021acc87cd0fd59")
+        #expect(Hex.encode(keys.keyCheckValue) == "927d2c843f397681acbec77ac62012a7b6a3b947a4e6a3526e161281652147d5")
+    }
+
+    @Test func differentMastersDifferEverywhere() {
+        let a = randomKeyRing(), b = randomKeyRing()
+        #expect(a.keyID != b.keyID)
+        #expect(a.publicKey != b.publicKey)
+        #expect(!a.matchesKeyCheck(b.keyCheckValue))
+        #expect(a.matchesKeyCheck(a.keyCheckValue))
+    }
+
+    @Test func sealedValuesOpenOnlyForTheirKey() throws {
+        let keys = randomKeyRing()
+        let canary = Canary()
+        let field = try FieldName("token")
+        let sealed = try SealedValue.seal(canary.secret, to: keys.publicKey, keyID: keys.keyID)
+        #expect(!canary.occurs(in: sealed.ciphertext))
+        #expect(try keys.open(sealed, field: field).copyBytes() == canary.bytes)
+
+        // Sealed to someone else's key, labelled as ours: cannot be opened.
+        let other = randomKeyRing()
+        let foreign = try SealedValue.seal(canary.secret, to: other.publicKey, keyID: keys.keyID)
+        let error = try #require(throws: CofferError.self) { try keys.open(foreign, field: field) }
+        #expect(error.code == .invalidArgument)
+        #expect(!canary.occurs(in: error.message))
+
+        // Labelled with another key id: told to reseal.
+        let mislabelled = SealedValue(keyID: other.keyID, ciphertext: sealed.ciphertext)
+        let stale = try #require(throws: CofferError.self) { try keys.open(mislabelled, field: field) }
+        #expect(stale.code == .failedPrecondition)
+
+        // Truncated and flipped ciphertexts.
+        #expect(throws: CofferError.self) {
+            try keys.open(SealedValue(keyID: keys.keyID, ciphertext: Array(sealed.ciphertext.prefix(10))), field: field)
+        }
+        var flipped = sealed.ciphertext
+        flipped[flipped.count - 1] ^= 1
+        #expect(throws: CofferError.self) { try keys.open(SealedValue(keyID: keys.keyID, ciphertext: flipped), field: field) }
+    }
+
+    @Test func tokensAreShapedAndHashedWithTheKey() {
+        let keys = randomKeyRing()
+        let token = TokenMaterial.generate()
+        #expect(token.id.count == 16)
+        #expect(TokenMaterial.id(of: token.token) == token.id)
+        #expect(token.token.testText.hasPrefix("cft_\(token.id)_"))
+        #expect(keys.tokenDigest(token.token) == keys.tokenDigest(token.token))
+        #expect(keys.tokenDigest(token.token) != randomKeyRing().tokenDigest(token.token))
+        #expect(TokenMaterial.id(of: SecretBytes(copying: Array("not-a-token".utf8))) == nil)
+        #expect(TokenMaterial.generate().id != token.id)
+    }
+}
+
+@Suite struct AtRestCipherTests {
+    let keys = randomKeyRing()
+
+    func binding(_ ref: String = "aws/prod", field: String = "secret", version: UInt64 = 1) throws -> FieldBinding {
+        FieldBinding(connection: try ConnectionRef(parsing: ref), field: try FieldName(field), recordVersion: version)
+    }
+
+    @Test func roundTripsAndHidesThePlaintext() throws {
+        let canary = Canary()
+        let stored = keys.sealAtRest(canary.secret, binding: try binding())
+        #expect(!canary.occurs(in: stored))
+        #expect(stored[0] == KeyRing.atRestFormat)
+        #expect(Array(stored[1..<9]) == keys.keyID.bytes)
+        #expect(try keys.openAtRest(stored, binding: try binding()).copyBytes() == canary.bytes)
+        // A fresh nonce each time.
+        #expect(keys.sealAtRest(canary.secret, binding: try binding()) != stored)
+    }
+
+    @Test(arguments: [("aws/other", "secret", UInt64(1)), ("aws/prod", "other", 1), ("aws/prod", "secret", 2),
+                      ("awsx/prod", "secret", 1)])
+    func refusesAnotherPlace(ref: String, field: String, version: UInt64) throws {
+        let canary = Canary()
+        let stored = keys.sealAtRest(canary.secret, binding: try binding())
+        let error = try #require(throws: CofferError.self) {
+            try keys.openAtRest(stored, binding: try binding(ref, field: field, version: version))
+        }
+        #expect(error.code == .dataLoss)
+        #expect(!canary.occurs(in: error.message))
+    }
+
+    @Test func refusesEveryFlippedBit() throws {
+        let stored = keys.sealAtRest(SecretBytes(copying: Array("short".utf8)), binding: try binding())
+        for index in stored.indices {
+            for bit in 0..<8 {
+                var altered = stored
+                altered[index] ^= UInt8(1 << bit)
+                #expect(throws: CofferError.self) { try keys.openAtRest(altered, binding: try binding()) }
+            }
+        }
+    }
+
+    @Test func refusesAnotherKey() throws {
+        let stored = keys.sealAtRest(SecretBytes(copying: [1, 2, 3]), binding: try binding())
+        let error = try #require(throws: CofferError.self) {
+            try randomKeyRing().openAtRest(stored, binding: try binding())
+        }
+        #expect(error.code == .failedPrecondition)
+    }
+
+    @Test func refusesTruncation() throws {
+        let stored = keys.sealAtRest(SecretBytes(copying: [1, 2, 3]), binding: try binding())
+        for length in [0, 1, 9, 33, stored.count - 1] {
+            #expect(throws: CofferError.self) { try keys.openAtRest(Array(stored.prefix(length)), binding: try binding()) }
+        }
+    }
+}
