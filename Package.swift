@@ -44,6 +44,15 @@ let package = Package(
             ]
         ),
 
+        // The protocol: generated protobuf code for proto/coffer/v1 and the socket framing.
+        .target(
+            name: "CofferWire",
+            dependencies: [
+                "CofferCore",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+
         // The daemon's command line: thin, it parses arguments and calls the modules above.
         .executableTarget(
             name: "cofferd",

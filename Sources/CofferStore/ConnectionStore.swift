@@ -23,6 +23,7 @@ public final class ConnectionStore: Sendable {
     let connections: Database
     let grants: Database
     let tokens: Database
+    let audit: Database
 
     private static let metaKey = Array("meta".utf8)
 
@@ -43,6 +44,7 @@ public final class ConnectionStore: Sendable {
             connections = try env.database("connections")
             grants = try env.database("grants")
             tokens = try env.database("tokens")
+            audit = try env.database("audit")
         } catch {
             env.close()
             throw Self.mapError(error, mapSize: configuration.mapSize)
@@ -113,7 +115,9 @@ public final class ConnectionStore: Sendable {
 
     /// Creates a connection; fails with ALREADY_EXISTS if it exists.
     @discardableResult
-    public func put(_ ref: ConnectionRef, fields: [FieldName: SealedValue]) throws(CofferError) -> ConnectionInfo {
+    public func put(_ ref: ConnectionRef, fields: [FieldName: SealedValue], audit event: AuditEvent? = nil)
+        throws(CofferError) -> ConnectionInfo
+    {
         let values = try openSealed(fields)
         return try writing { txn in
             let key = Self.connectionKey(ref)
@@ -125,6 +129,7 @@ public final class ConnectionStore: Sendable {
             try txn.put(connections, key, try record.serializedBytes())
             // Grants left by an earlier connection of this name stay gone: a new connection starts ungranted.
             for (grantKey, _) in try grantEntries(txn, ref) { try txn.delete(grants, grantKey) }
+            try appendAudit(txn, event)
             return Self.info(ref, record, grants: [])
         }
     }
@@ -132,8 +137,8 @@ public final class ConnectionStore: Sendable {
     /// Replaces all of a connection's fields and raises its version by one. Fails with NOT_FOUND when it does
     /// not exist and FAILED_PRECONDITION when `expectedVersion` is given and is not the current version.
     @discardableResult
-    public func overwrite(_ ref: ConnectionRef, fields: [FieldName: SealedValue], expectedVersion: UInt64? = nil)
-        throws(CofferError) -> ConnectionInfo
+    public func overwrite(_ ref: ConnectionRef, fields: [FieldName: SealedValue], expectedVersion: UInt64? = nil,
+                          audit event: AuditEvent? = nil) throws(CofferError) -> ConnectionInfo
     {
         let values = try openSealed(fields)
         return try writing { txn in
@@ -143,13 +148,16 @@ public final class ConnectionStore: Sendable {
             let record = sealRecord(ref, values, version: current.version + 1,
                                     created: current.createdUnixMs, updated: nowMillis())
             try txn.put(connections, key, try record.serializedBytes())
+            try appendAudit(txn, event)
             return Self.info(ref, record, grants: try activeGrants(txn, ref))
         }
     }
 
     /// Deletes a connection and revokes its grants. Fails with NOT_FOUND when it does not exist and
     /// FAILED_PRECONDITION when `expectedVersion` is given and is not the current version.
-    public func delete(_ ref: ConnectionRef, expectedVersion: UInt64? = nil) throws(CofferError) {
+    public func delete(_ ref: ConnectionRef, expectedVersion: UInt64? = nil, audit event: AuditEvent? = nil)
+        throws(CofferError)
+    {
         try writing { txn in
             let current = try existingRecord(txn, ref)
             try Self.check(ref, current, expectedVersion: expectedVersion)
@@ -161,6 +169,7 @@ public final class ConnectionStore: Sendable {
                 grant.connectionDeletedUnixMs = now
                 try txn.put(grants, grantKey, try grant.serializedBytes())
             }
+            try appendAudit(txn, event)
         }
     }
 
@@ -218,28 +227,35 @@ public final class ConnectionStore: Sendable {
     /// Lets `workflow` get `ref`. NOT_FOUND when the connection does not exist. Returns false when the grant
     /// was already there.
     @discardableResult
-    public func grant(_ workflow: WorkflowName, _ ref: ConnectionRef) throws(CofferError) -> Bool {
+    public func grant(_ workflow: WorkflowName, _ ref: ConnectionRef, audit event: AuditEvent? = nil)
+        throws(CofferError) -> Bool
+    {
         try writing { txn in
             _ = try existingRecord(txn, ref)
             let key = Self.grantKey(ref, workflow)
             if let bytes = try txn.get(grants, key),
                try Coffer_Storage_V1_GrantRecord(serializedBytes: bytes).connectionDeletedUnixMs == 0
             {
+                try appendAudit(txn, event)
                 return false
             }
             var record = Coffer_Storage_V1_GrantRecord()
             record.createdUnixMs = nowMillis()
             try txn.put(grants, key, try record.serializedBytes())
+            try appendAudit(txn, event)
             return true
         }
     }
 
     /// Takes a grant away. NOT_FOUND when `workflow` holds no grant for `ref`.
-    public func revoke(_ workflow: WorkflowName, _ ref: ConnectionRef) throws(CofferError) {
+    public func revoke(_ workflow: WorkflowName, _ ref: ConnectionRef, audit event: AuditEvent? = nil)
+        throws(CofferError)
+    {
         try writing { txn in
             guard try txn.delete(grants, Self.grantKey(ref, workflow)) else {
                 throw CofferError(.notFound, "workflow \(workflow) holds no grant for connection \(ref)")
             }
+            try appendAudit(txn, event)
         }
     }
 
@@ -255,8 +271,8 @@ public final class ConnectionStore: Sendable {
 
     /// Issues a token for `workflow` that expires after `ttl`. The token is returned once; only its keyed
     /// hash is stored.
-    public func issueToken(for workflow: WorkflowName, ttl: Duration, runID: RunID? = nil) throws(CofferError)
-        -> IssuedToken
+    public func issueToken(for workflow: WorkflowName, ttl: Duration, runID: RunID? = nil, audit event: AuditEvent? = nil)
+        throws(CofferError) -> IssuedToken
     {
         guard ttl > .zero else {
             throw CofferError(.invalidArgument, "a token's time to live must be positive")
@@ -282,6 +298,9 @@ public final class ConnectionStore: Sendable {
                 throw CofferError(.internal, "token id collision; issue the token again")
             }
             try txn.put(tokens, key, try record.serializedBytes())
+            var event = event
+            event?.tokenID = material.id
+            try appendAudit(txn, event)
         }
         return IssuedToken(info: try Self.tokenInfo(id: material.id, record), token: material.token)
     }
@@ -308,7 +327,7 @@ public final class ConnectionStore: Sendable {
 
     /// Revokes a token by its id; NOT_FOUND when there is no such token. Revoking twice is harmless.
     @discardableResult
-    public func revokeToken(id: String) throws(CofferError) -> TokenInfo {
+    public func revokeToken(id: String, audit event: AuditEvent? = nil) throws(CofferError) -> TokenInfo {
         try writing { txn in
             let key = Array(id.utf8)
             guard id.utf8.count <= 64, let bytes = try txn.get(tokens, key) else {
@@ -319,6 +338,7 @@ public final class ConnectionStore: Sendable {
                 record.revokedUnixMs = nowMillis()
                 try txn.put(tokens, key, try record.serializedBytes())
             }
+            try appendAudit(txn, event)
             return try Self.tokenInfo(id: id, record)
         }
     }
@@ -334,6 +354,77 @@ public final class ConnectionStore: Sendable {
             }
             return result
         }
+    }
+
+    // MARK: Audit
+
+    /// Appends events in one transaction: one fsync for the batch. For the records of requests that change
+    /// nothing (gets, denials); a mutation writes its own record in its own transaction.
+    public func appendAudit(_ events: [AuditEvent]) throws(CofferError) {
+        guard !events.isEmpty else { return }
+        try writing { txn in
+            for event in events { try appendAudit(txn, event) }
+        }
+    }
+
+    /// Audit records after `sequence`, oldest first, at most `limit`.
+    public func auditRecords(after sequence: UInt64 = 0, limit: Int = 1000) throws(CofferError) -> [AuditEvent] {
+        try reading { txn in
+            var result: [AuditEvent] = []
+            guard limit > 0 else { return result }
+            try txn.scan(audit, from: Self.sequenceKey(sequence &+ 1)) { key, value in
+                let entry = try Coffer_Storage_V1_AuditEntry(serializedBytes: value)
+                result.append(Self.auditEvent(Self.sequence(key), entry))
+                return result.count < limit
+            }
+            return result
+        }
+    }
+
+    private func appendAudit(_ txn: Transaction, _ event: AuditEvent?) throws {
+        guard let event else { return }
+        let bounds = try txn.bounds(audit)
+        let next = bounds.map { Self.sequence($0.last) + 1 } ?? 1
+        var entry = Coffer_Storage_V1_AuditEntry()
+        entry.timeUnixMs = Int64((event.time.timeIntervalSince1970 * 1000).rounded(.down))
+        entry.socket = event.socket
+        entry.operation = event.operation
+        entry.connection = event.connection
+        entry.workflow = event.workflow
+        entry.tokenID = event.tokenID
+        entry.runID = event.runID
+        entry.peerUid = event.peerUID
+        entry.peerPid = event.peerPID
+        entry.outcome = Int32(event.outcome)
+        try txn.put(audit, Self.sequenceKey(next), try entry.serializedBytes())
+        // Sequences are contiguous, since records are dropped only from the front.
+        if let first = bounds.map({ Self.sequence($0.first) }) {
+            var oldest = first
+            while next - oldest + 1 > UInt64(configuration.limits.maxAuditRecords) {
+                try txn.delete(audit, Self.sequenceKey(oldest))
+                oldest += 1
+            }
+        }
+    }
+
+    private static func sequenceKey(_ sequence: UInt64) -> [UInt8] {
+        (0..<8).reversed().map { UInt8(truncatingIfNeeded: sequence >> ($0 * 8)) }
+    }
+
+    private static func sequence(_ key: [UInt8]) -> UInt64 {
+        key.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    private static func auditEvent(_ sequence: UInt64, _ entry: Coffer_Storage_V1_AuditEntry) -> AuditEvent {
+        var event = AuditEvent(time: Date(unixMillis: entry.timeUnixMs), socket: entry.socket,
+                               operation: entry.operation, peerUID: entry.peerUid, peerPID: entry.peerPid)
+        event.sequence = sequence
+        event.connection = entry.connection
+        event.workflow = entry.workflow
+        event.tokenID = entry.tokenID
+        event.runID = entry.runID
+        event.outcome = Int(entry.outcome)
+        return event
     }
 
     // MARK: Status

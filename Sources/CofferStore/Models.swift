@@ -58,3 +58,32 @@ public struct StoreStatus: Sendable {
     public var mapSize: Int
     public var usedBytes: Int
 }
+
+/// One request in the audit trail: who (from the kernel), what, on which connection, and how it ended.
+/// Never a value or a token.
+public struct AuditEvent: Sendable, Equatable {
+    /// Assigned by the store when the event is written; 0 before.
+    public var sequence: UInt64 = 0
+    public var time: Date
+    /// "admin" or "worker".
+    public var socket: String
+    /// The operation's name: "Get", "Put", ...
+    public var operation: String
+    /// "type/name", or empty when the request named none or named it badly.
+    public var connection: String = ""
+    public var workflow: String = ""
+    public var tokenID: String = ""
+    public var runID: String = ""
+    public var peerUID: UInt32
+    public var peerPID: Int32
+    /// The status code the request ended with (0 for OK), numbered as gRPC's.
+    public var outcome: Int = 0
+
+    public init(time: Date, socket: String, operation: String, peerUID: UInt32, peerPID: Int32) {
+        self.time = time
+        self.socket = socket
+        self.operation = operation
+        self.peerUID = peerUID
+        self.peerPID = peerPID
+    }
+}

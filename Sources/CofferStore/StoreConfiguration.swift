@@ -37,6 +37,8 @@ public struct StoreLimits: Sendable {
     public var maxConnectionBytes: Int = 1024 * 1024
     /// The longest time to live a workflow token may have.
     public var maxTokenTTL: Duration = .seconds(30 * 24 * 3600)
+    /// Audit records kept; the oldest are dropped past this.
+    public var maxAuditRecords: Int = 1_000_000
 
     public init() {}
 }

@@ -129,6 +129,39 @@ nonisolated struct Coffer_Storage_V1_TokenRecord: Sendable {
   init() {}
 }
 
+/// One audit record, under its sequence number (8 bytes, big-endian) in the "audit" database. Never a value
+/// or a token.
+nonisolated struct Coffer_Storage_V1_AuditEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var timeUnixMs: Int64 = 0
+
+  var socket: String = String()
+
+  var operation: String = String()
+
+  var connection: String = String()
+
+  var workflow: String = String()
+
+  var tokenID: String = String()
+
+  var runID: String = String()
+
+  var peerUid: UInt32 = 0
+
+  var peerPid: Int32 = 0
+
+  /// The status code the request ended with, numbered as gRPC's.
+  var outcome: Int32 = 0
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "coffer.storage.v1"
@@ -343,6 +376,81 @@ nonisolated extension Coffer_Storage_V1_TokenRecord: SwiftProtobuf.Message, Swif
     if lhs.expiresUnixMs != rhs.expiresUnixMs {return false}
     if lhs.revokedUnixMs != rhs.revokedUnixMs {return false}
     if lhs.runID != rhs.runID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_Storage_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".AuditEntry"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_unix_ms\0\u{1}socket\0\u{1}operation\0\u{1}connection\0\u{1}workflow\0\u{3}token_id\0\u{3}run_id\0\u{3}peer_uid\0\u{3}peer_pid\0\u{1}outcome\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.timeUnixMs) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.socket) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.operation) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.connection) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.workflow) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.tokenID) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.peerUid) }()
+      case 9: try { try decoder.decodeSingularInt32Field(value: &self.peerPid) }()
+      case 10: try { try decoder.decodeSingularInt32Field(value: &self.outcome) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.timeUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.timeUnixMs, fieldNumber: 1)
+    }
+    if !self.socket.isEmpty {
+      try visitor.visitSingularStringField(value: self.socket, fieldNumber: 2)
+    }
+    if !self.operation.isEmpty {
+      try visitor.visitSingularStringField(value: self.operation, fieldNumber: 3)
+    }
+    if !self.connection.isEmpty {
+      try visitor.visitSingularStringField(value: self.connection, fieldNumber: 4)
+    }
+    if !self.workflow.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflow, fieldNumber: 5)
+    }
+    if !self.tokenID.isEmpty {
+      try visitor.visitSingularStringField(value: self.tokenID, fieldNumber: 6)
+    }
+    if !self.runID.isEmpty {
+      try visitor.visitSingularStringField(value: self.runID, fieldNumber: 7)
+    }
+    if self.peerUid != 0 {
+      try visitor.visitSingularUInt32Field(value: self.peerUid, fieldNumber: 8)
+    }
+    if self.peerPid != 0 {
+      try visitor.visitSingularInt32Field(value: self.peerPid, fieldNumber: 9)
+    }
+    if self.outcome != 0 {
+      try visitor.visitSingularInt32Field(value: self.outcome, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Coffer_Storage_V1_AuditEntry, rhs: Coffer_Storage_V1_AuditEntry) -> Bool {
+    if lhs.timeUnixMs != rhs.timeUnixMs {return false}
+    if lhs.socket != rhs.socket {return false}
+    if lhs.operation != rhs.operation {return false}
+    if lhs.connection != rhs.connection {return false}
+    if lhs.workflow != rhs.workflow {return false}
+    if lhs.tokenID != rhs.tokenID {return false}
+    if lhs.runID != rhs.runID {return false}
+    if lhs.peerUid != rhs.peerUid {return false}
+    if lhs.peerPid != rhs.peerPid {return false}
+    if lhs.outcome != rhs.outcome {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

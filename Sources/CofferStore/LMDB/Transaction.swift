@@ -70,6 +70,27 @@ final class Transaction {
         }
     }
 
+    /// The first and last entries of a database, or nil when it is empty.
+    func bounds(_ db: Database) throws -> (first: [UInt8], last: [UInt8])? {
+        checkLive()
+        let cursor = try Cursor(self, db)
+        defer { cursor.close() }
+        guard let first = try cursor.first(), let last = try cursor.last() else { return nil }
+        return (first.0, last.0)
+    }
+
+    /// Visits, in key order, every entry whose key is at or after `start`, until `body` returns false.
+    func scan(_ db: Database, from start: [UInt8], _ body: ([UInt8], [UInt8]) throws -> Bool) throws {
+        checkLive()
+        let cursor = try Cursor(self, db)
+        defer { cursor.close() }
+        var entry = try cursor.seek(atLeast: start)
+        while let (key, value) = entry {
+            guard try body(key, value) else { return }
+            entry = try cursor.next()
+        }
+    }
+
     static func copy(_ value: MDB_val) -> [UInt8] {
         guard value.mv_size > 0, let data = value.mv_data else { return [] }
         return Array(UnsafeRawBufferPointer(start: data, count: value.mv_size))
@@ -94,6 +115,7 @@ final class Cursor {
     deinit { close() }
 
     func first() throws -> ([UInt8], [UInt8])? { try move(MDB_FIRST) }
+    func last() throws -> ([UInt8], [UInt8])? { try move(MDB_LAST) }
     func next() throws -> ([UInt8], [UInt8])? { try move(MDB_NEXT) }
 
     /// The first entry whose key is at or after `key`.
