@@ -6,10 +6,15 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "cofferd", targets: ["cofferd"]),
+        .executable(name: "coffer", targets: ["coffer"]),
+        .library(name: "CofferClient", targets: ["CofferClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C libraries, from Debian's libsodium-dev and liblmdb-dev.
@@ -53,13 +58,53 @@ let package = Package(
             ]
         ),
 
-        // The daemon's command line: thin, it parses arguments and calls the modules above.
+        // What Swift cannot import from Glibc: the layout of struct ucred for SO_PEERCRED.
+        .target(name: "CCofferShims"),
+
+        // The daemon: Unix-socket listeners, peer credentials, authorisation, audit, limits, lifecycle.
+        .target(
+            name: "CofferServer",
+            dependencies: [
+                "CCofferShims",
+                "CofferCore",
+                "CofferCrypto",
+                "CofferStore",
+                "CofferWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // The client library any Swift worker or admin tool can import; blocking calls on a Unix socket.
+        .target(
+            name: "CofferClient",
+            dependencies: ["CofferCore", "CofferCrypto", "CofferWire"]
+        ),
+
+        // The daemon's command line: thin, it parses arguments and starts the server.
         .executableTarget(
             name: "cofferd",
             dependencies: [
                 "CofferCore",
                 "CofferCrypto",
                 "CofferStore",
+                "CofferServer",
+                "CofferWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // The command line for admins and workers.
+        .executableTarget(
+            name: "coffer",
+            dependencies: [
+                "CofferClient",
+                "CofferCore",
+                "CofferWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -84,8 +129,12 @@ let package = Package(
             dependencies: ["CofferStore", "CofferCrypto", "CofferTestSupport"]
         ),
         .testTarget(
+            name: "CofferWireTests",
+            dependencies: ["CofferWire"]
+        ),
+        .testTarget(
             name: "CofferdTests",
-            dependencies: ["CofferTestSupport"]
+            dependencies: ["CofferTestSupport", "CofferClient", "CofferWire", "CofferCrypto", "CofferCore"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -11,6 +11,8 @@ public struct CofferError: Error, Sendable, CustomStringConvertible {
 
         private init(_ rawValue: Int) { self.rawValue = rawValue }
 
+        /// A deadline passed: a frame was not completed in time.
+        public static let deadlineExceeded = Code(4)
         /// The request is malformed: a bad name, a missing field, a value too large.
         public static let invalidArgument = Code(3)
         /// The connection, grant or token does not exist.
@@ -34,6 +36,7 @@ public struct CofferError: Error, Sendable, CustomStringConvertible {
 
         public var description: String {
             switch self {
+            case .deadlineExceeded: "deadline exceeded"
             case .invalidArgument: "invalid argument"
             case .notFound: "not found"
             case .alreadyExists: "already exists"
@@ -51,7 +54,7 @@ public struct CofferError: Error, Sendable, CustomStringConvertible {
         /// The code for a gRPC status number, if Coffer knows it.
         public init?(rawValue: Int) {
             let known: [Code] = [
-                .invalidArgument, .notFound, .alreadyExists, .permissionDenied, .resourceExhausted,
+                .deadlineExceeded, .invalidArgument, .notFound, .alreadyExists, .permissionDenied, .resourceExhausted,
                 .failedPrecondition, .internal, .unavailable, .dataLoss, .unauthenticated,
             ]
             guard let code = known.first(where: { $0.rawValue == rawValue }) else { return nil }
@@ -71,4 +74,24 @@ public struct CofferError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { message }
+}
+
+extension CofferError.Code {
+    /// The exit status the command-line tools use for this kind of failure: one per kind, so scripts can
+    /// tell a missing connection from a refused token. 1 is any other failure; 64 is a usage error.
+    public var exitStatus: Int32 {
+        switch self {
+        case .invalidArgument: 2
+        case .notFound: 3
+        case .alreadyExists: 4
+        case .permissionDenied: 5
+        case .unauthenticated: 6
+        case .failedPrecondition: 7
+        case .resourceExhausted: 8
+        case .unavailable: 9
+        case .dataLoss: 10
+        case .deadlineExceeded: 11
+        default: 1
+        }
+    }
 }

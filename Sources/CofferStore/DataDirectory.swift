@@ -127,3 +127,37 @@ public struct DataDirectory: Sendable {
         FileSystem.syncDirectory(containing: (path as NSString).appendingPathComponent(Self.storeFileName))
     }
 }
+
+/// An exclusive lock on a data directory, held while its file descriptor is open, so that a second cofferd
+/// on the same directory refuses to start instead of taking over the first one's sockets.
+public final class DirectoryLock: Sendable {
+    private let fd: Int32
+
+    init(fd: Int32) { self.fd = fd }
+
+    deinit { close(fd) }
+}
+
+extension DataDirectory {
+    /// The lock file's name inside the directory.
+    public static let lockFileName = "cofferd.lock"
+
+    /// Takes the directory's lock without waiting; FAILED_PRECONDITION when another process holds it.
+    public func lock() throws(CofferError) -> DirectoryLock {
+        let path = (self.path as NSString).appendingPathComponent(Self.lockFileName)
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else {
+            throw CofferError(.failedPrecondition, "cannot open lock file \(path): \(String(cString: strerror(errno)))")
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let err = errno
+            close(fd)
+            if err == EWOULDBLOCK {
+                throw CofferError(.failedPrecondition,
+                                  "another cofferd is serving \(self.path) (it holds \(path)); stop it first")
+            }
+            throw CofferError(.failedPrecondition, "cannot lock \(path): \(String(cString: strerror(err)))")
+        }
+        return DirectoryLock(fd: fd)
+    }
+}

@@ -2,21 +2,22 @@ import ArgumentParser
 import CofferCore
 import CofferCrypto
 import CofferStore
+import CofferWire
 import Foundation
 
 @main
-struct Cofferd: ParsableCommand {
+struct Cofferd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cofferd",
         abstract: "The Coffer secrets daemon: sealed connection values for workflow steps.",
-        subcommands: [Init.self, Status.self]
+        subcommands: [Init.self, Status.self, Serve.self]
     )
 }
 
 /// Options every subcommand that touches a data directory shares.
 struct DataOptions: ParsableArguments {
     @Option(name: .customLong("data-dir"), help: "The data directory (mode 0700).")
-    var dataDirectory: String = Defaults.dataDirectory
+    var dataDirectory: String = CofferDefaults.dataDirectory
 
     @Option(name: .customLong("key-file"),
             help: ArgumentHelp("Read the master key from this file instead of DATA_DIR/master.key.",
@@ -37,10 +38,6 @@ struct DataOptions: ParsableArguments {
     }
 }
 
-enum Defaults {
-    /// A host install's data directory.
-    static let dataDirectory = "/var/lib/coffer"
-}
 
 extension Cofferd {
     struct Init: ParsableCommand {
@@ -99,25 +96,19 @@ func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let error as CofferError {
-        FileHandle.standardError.write(Data("cofferd: error: \(error.message)\n".utf8))
-        throw ExitCode(ExitStatus.for(error.code))
+        throw report(error)
     }
 }
 
-/// One exit status per kind of failure, shared by cofferd's subcommands.
-enum ExitStatus {
-    static func `for`(_ code: CofferError.Code) -> Int32 {
-        switch code {
-        case .invalidArgument: 2
-        case .notFound: 3
-        case .alreadyExists: 4
-        case .permissionDenied: 5
-        case .unauthenticated: 6
-        case .failedPrecondition: 7
-        case .resourceExhausted: 8
-        case .unavailable: 9
-        case .dataLoss: 10
-        default: 1
-        }
+func reportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as CofferError {
+        throw report(error)
     }
+}
+
+private func report(_ error: CofferError) -> ExitCode {
+    FileHandle.standardError.write(Data("cofferd: error: \(error.message)\n".utf8))
+    return ExitCode(error.code.exitStatus)
 }

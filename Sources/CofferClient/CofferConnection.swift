@@ -1,0 +1,164 @@
+import CofferCore
+import CofferWire
+import Foundation
+
+/// One connection to a cofferd socket. Calls block the calling thread; a lock makes them safe to share.
+/// Several requests may be sent before their responses are read (`pipeline`).
+public final class CofferConnection: @unchecked Sendable {
+    // Safe to share: every use of `fd` and `nextID` is under `lock`.
+    private let lock = NSLock()
+    private var fd: Int32
+    private var nextID: UInt64 = 1
+    private var buffer: [UInt8] = []
+    public let socketPath: String
+    /// The largest response frame read.
+    public let maxFrameSize: Int
+
+    /// Connects to the socket at `path`; each read and write gives up after `timeout`.
+    public init(socketPath path: String, timeout: Duration = .seconds(30),
+                maxFrameSize: Int = Framing.defaultMaxFrameSize) throws(CofferError)
+    {
+        socketPath = path
+        self.maxFrameSize = maxFrameSize
+        guard path.utf8.count <= 107 else {
+            throw CofferError(.invalidArgument, "socket path \(path) is longer than 107 bytes")
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else {
+            throw CofferError(.unavailable, "cannot create a socket: \(String(cString: strerror(errno)))")
+        }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8) }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard connected == 0 else {
+            let err = errno
+            Glibc.close(fd)
+            switch err {
+            case EACCES, EPERM:
+                throw CofferError(.permissionDenied, "cannot connect to cofferd at \(path): permission denied")
+            default:
+                throw CofferError(.unavailable,
+                                  "cannot connect to cofferd at \(path): \(String(cString: strerror(err))); is cofferd running?")
+            }
+        }
+        let (seconds, attoseconds) = timeout.components
+        var interval = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &interval, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &interval, socklen_t(MemoryLayout<timeval>.size))
+        self.fd = fd
+    }
+
+    deinit { close() }
+
+    public func close() {
+        lock.withLock {
+            if fd >= 0 { Glibc.close(fd) }
+            fd = -1
+        }
+    }
+
+    /// Sends one request and waits for its response. The request's id is assigned here.
+    public func call(_ request: Coffer_V1_Request) throws(CofferError) -> Coffer_V1_Response {
+        try pipeline([request])[0]
+    }
+
+    /// Sends every request before reading any response, then returns the responses in request order.
+    public func pipeline(_ requests: [Coffer_V1_Request]) throws(CofferError) -> [Coffer_V1_Response] {
+        lock.lock()
+        defer { lock.unlock() }
+        guard fd >= 0 else { throw CofferError(.unavailable, "the connection to \(socketPath) is closed") }
+        var ids: [UInt64] = []
+        var out: [UInt8] = []
+        for var request in requests {
+            request.id = nextID
+            nextID += 1
+            ids.append(request.id)
+            do {
+                out += try Framing.frame(request)
+            } catch {
+                throw CofferError(.invalidArgument, "the request could not be encoded", cause: error)
+            }
+        }
+        try writeAll(out)
+        var responses: [Coffer_V1_Response] = []
+        for id in ids {
+            let response = try Framing.decode(Coffer_V1_Response.self, from: try readFrame())
+            // A response with id 0 answers a frame cofferd could not read; it is about this connection.
+            if response.id == 0, let error = response.status.error { throw error }
+            guard response.id == id else {
+                throw CofferError(.internal, "cofferd answered request \(response.id) where \(id) was expected")
+            }
+            responses.append(response)
+        }
+        return responses
+    }
+
+    /// Writes raw bytes: for tests and tools that speak the protocol by hand.
+    public func writeRaw(_ bytes: [UInt8]) throws(CofferError) {
+        lock.lock()
+        defer { lock.unlock() }
+        try writeAll(bytes)
+    }
+
+    /// Reads one response frame: for tests and tools that speak the protocol by hand.
+    public func readResponse() throws(CofferError) -> Coffer_V1_Response {
+        lock.lock()
+        defer { lock.unlock() }
+        return try Framing.decode(Coffer_V1_Response.self, from: try readFrame())
+    }
+
+    private func writeAll(_ bytes: [UInt8]) throws(CofferError) {
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + written, bytes.count - written, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw transportError("write", errno)
+            }
+            written += n
+        }
+    }
+
+    private func readFrame() throws(CofferError) -> [UInt8] {
+        while true {
+            switch Framing.header(buffer, maxFrameSize: maxFrameSize) {
+            case .frame(let length, let prefixLength) where buffer.count >= prefixLength + length:
+                let frame = Array(buffer[prefixLength..<(prefixLength + length)])
+                buffer.removeFirst(prefixLength + length)
+                return frame
+            case .invalid(_, let message):
+                throw CofferError(.internal, "cofferd sent a bad frame: \(message)")
+            case .frame, .incomplete:
+                try fill()
+            }
+        }
+    }
+
+    private func fill() throws(CofferError) {
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n > 0 {
+                buffer += chunk[0..<n]
+                return
+            }
+            if n == 0 {
+                throw CofferError(.unavailable, "cofferd closed the connection")
+            }
+            if errno == EINTR { continue }
+            throw transportError("read", errno)
+        }
+    }
+
+    private func transportError(_ what: String, _ err: Int32) -> CofferError {
+        if err == EAGAIN || err == EWOULDBLOCK {
+            return CofferError(.deadlineExceeded, "cofferd did not answer in time")
+        }
+        return CofferError(.unavailable, "cannot \(what) on \(socketPath): \(String(cString: strerror(err)))")
+    }
+}

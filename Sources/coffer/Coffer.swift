@@ -1,0 +1,391 @@
+import ArgumentParser
+import CofferClient
+import CofferCore
+import CofferCrypto
+import CofferWire
+import Foundation
+
+@main
+struct Coffer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coffer",
+        abstract: "Put, grant and get Coffer connections through cofferd.",
+        discussion: """
+            Values are read from stdin or a file as a JSON object of strings, sealed to cofferd's public key, and \
+            never read back by admins. Workers get them with a workflow token from COFFER_TOKEN or --token-file.
+            Exit status: 0 ok, 2 invalid argument, 3 not found, 4 already exists, 5 permission denied, \
+            6 unauthenticated, 7 failed precondition, 8 resource exhausted, 9 unavailable, 10 data loss, \
+            11 deadline exceeded, 1 other, 64 usage.
+            """,
+        subcommands: [
+            Put.self, Overwrite.self, Delete.self, List.self, Grant.self, Revoke.self, Token.self, Audit.self,
+            Health.self, Get.self,
+        ]
+    )
+}
+
+/// The sockets, from options, the environment or the host defaults.
+struct SocketOptions: ParsableArguments {
+    @Option(name: .customLong("admin-socket"), help: "The admin socket (or COFFER_ADMIN_SOCKET).")
+    var adminSocket: String = ProcessInfo.processInfo.environment["COFFER_ADMIN_SOCKET"] ?? CofferDefaults.adminSocket
+
+    @Option(name: .customLong("worker-socket"), help: "The worker socket (or COFFER_WORKER_SOCKET).")
+    var workerSocket: String = ProcessInfo.processInfo.environment["COFFER_WORKER_SOCKET"] ?? CofferDefaults.workerSocket
+
+    func admin() throws(CofferError) -> CofferAdminClient { try CofferAdminClient(socketPath: adminSocket) }
+    func worker() throws(CofferError) -> CofferWorkerClient { try CofferWorkerClient(socketPath: workerSocket) }
+}
+
+/// Where a put or an overwrite reads its fields.
+struct ValueInput: ParsableArguments {
+    @Option(name: .customLong("from-file"), help: "Read the JSON object of fields from this file instead of stdin.")
+    var fromFile: String?
+
+    /// The largest input read: a connection at its limits, JSON-escaped.
+    static let maxInputBytes = 8 * 1024 * 1024
+
+    func read() throws(CofferError) -> [String: SecretBytes] {
+        let source = fromFile ?? "stdin"
+        let data: Data
+        do {
+            if let fromFile {
+                data = try Data(contentsOf: URL(fileURLWithPath: fromFile))
+            } else {
+                data = FileHandle.standardInput.readDataToEndOfFile()
+            }
+        } catch {
+            throw CofferError(.invalidArgument, "cannot read \(source)")
+        }
+        guard data.count <= Self.maxInputBytes else {
+            throw CofferError(.invalidArgument, "\(source) is larger than \(Self.maxInputBytes) bytes")
+        }
+        // Never quote the input in an error: it holds secret values.
+        let shape = "\(source) must hold a JSON object of strings, such as {\"username\": \"...\", \"password\": \"...\"}"
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw CofferError(.invalidArgument, shape)
+        }
+        guard !object.isEmpty else { throw CofferError(.invalidArgument, "\(source) names no fields") }
+        var values: [String: SecretBytes] = [:]
+        for (name, value) in object {
+            guard let text = value as? String else {
+                throw CofferError(.invalidArgument, "field \(try FieldName(name)) is not a string; \(shape)")
+            }
+            values[try FieldName(name).rawValue] = SecretBytes(utf8: text)
+        }
+        return values
+    }
+}
+
+extension Coffer {
+    struct Put: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a connection from a JSON object of fields on stdin.")
+
+        @Argument(help: "The connection, type/name.") var connection: String
+        @OptionGroup var input: ValueInput
+        @OptionGroup var sockets: SocketOptions
+
+        func run() throws {
+            try reporting {
+                let ref = try ConnectionRef(parsing: connection)
+                let values = try input.read()
+                let info = try sockets.admin().put(ref, values: values)
+                print("put \(info.connection) version \(info.version) with fields \(info.fields.joined(separator: ", "))")
+            }
+        }
+    }
+
+    struct Overwrite: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Replace all of a connection's fields from a JSON object on stdin.")
+
+        @Argument(help: "The connection, type/name.") var connection: String
+        @Option(name: .customLong("expect-version"), help: "Only if the connection is at this version.")
+        var expectVersion: UInt64?
+        @OptionGroup var input: ValueInput
+        @OptionGroup var sockets: SocketOptions
+
+        func run() throws {
+            try reporting {
+                let ref = try ConnectionRef(parsing: connection)
+                let values = try input.read()
+                let info = try sockets.admin().overwrite(ref, values: values, expectedVersion: expectVersion)
+                print("overwrote \(info.connection), now version \(info.version)")
+            }
+        }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a connection and its grants.")
+
+        @Argument(help: "The connection, type/name.") var connection: String
+        @Option(name: .customLong("expect-version"), help: "Only if the connection is at this version.")
+        var expectVersion: UInt64?
+        @OptionGroup var sockets: SocketOptions
+
+        func run() throws {
+            try reporting {
+                let ref = try ConnectionRef(parsing: connection)
+                try sockets.admin().delete(ref, expectedVersion: expectVersion)
+                print("deleted \(ref)")
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List connections: names, fields, versions, grants; never values.")
+
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var sockets: SocketOptions
+
+        func run() throws {
+            try reporting {
+                let connections = try sockets.admin().list()
+                if json {
+                    printJSON(connections.map { info -> [String: Any] in
+                        ["connection": info.connection, "fields": info.fields, "version": info.version,
+                         "created": iso8601(info.createdUnixMs), "updated": iso8601(info.updatedUnixMs),
+                         "grants": info.grants]
+                    })
+                    return
+                }
+                var rows = [["CONNECTION", "VERSION", "FIELDS", "GRANTS", "UPDATED"]]
+                for info in connections {
+                    rows.append([info.connection, "\(info.version)", info.fields.joined(separator: ","),
+                                 info.grants.isEmpty ? "-" : info.grants.joined(separator: ","), iso8601(info.updatedUnixMs)])
+                }
+                printTable(rows)
+            }
+        }
+    }
+
+    struct Grant: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Let a workflow get a connection.")
+
+        @Argument(help: "The workflow.") var workflow: String
+        @Argument(help: "The connection, type/name.") var connection: String
+        @OptionGroup var sockets: SocketOptions
+
+        func run() throws {
+            try reporting {
+                let name = try WorkflowName(workflow)
+                let ref = try ConnectionRef(parsing: connection)
+                let created = try sockets.admin().grant(name, ref)
+                print(created ? "granted \(ref) to \(name)" : "\(name) already holds a grant for \(ref)")
+            }
+        }
+    }
+
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Take a workflow's grant for a connection away.")
+
+        @Argument(help: "The workflow.") var workflow: String
+        @Argument(help: "The connection, type/name.") var connection: String
+        @OptionGroup var sockets: SocketOptions
+
+        func run() throws {
+            try reporting {
+                let name = try WorkflowName(workflow)
+                let ref = try ConnectionRef(parsing: connection)
+                try sockets.admin().revoke(name, ref)
+                print("revoked \(name)'s grant for \(ref)")
+            }
+        }
+    }
+
+    struct Token: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Issue and revoke workflow tokens.", subcommands: [Issue.self, RevokeToken.self])
+
+        struct Issue: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                commandName: "issue",
+                abstract: "Issue a token for a workflow and print it once.",
+                discussion: "Prints the token alone on stdout, or with --json an object with the token, its id and its expiry.")
+
+            @Argument(help: "The workflow.") var workflow: String
+            @Option(help: "How long the token lives: 90s, 15m, 1h, 7d (default 1h, at most 30d).") var ttl: String?
+            @Option(name: .customLong("run-id"), help: "A run id recorded in the audit trail of the token's requests.")
+            var runID: String?
+            @Flag(help: "Print JSON.") var json = false
+            @OptionGroup var sockets: SocketOptions
+
+            func validate() throws {
+                if let ttl, parseDuration(ttl) == nil {
+                    throw ValidationError("--ttl must be a number of seconds or a number with s, m, h or d, such as 15m")
+                }
+            }
+
+            func run() throws {
+                try reporting {
+                    let name = try WorkflowName(workflow)
+                    let run = try runID.map { text throws(CofferError) in try RunID(text) }
+                    let issued = try sockets.admin().issueToken(for: name, ttlSeconds: ttl.flatMap(parseDuration) ?? 0,
+                                                                runID: run)
+                    let token = issued.token.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
+                    if json {
+                        printJSON(["token": token, "id": issued.id,
+                                   "expires": issued.expires.formatted(.iso8601)] as [String: Any])
+                    } else {
+                        print(token)
+                    }
+                }
+            }
+        }
+
+        struct RevokeToken: ParsableCommand {
+            static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Revoke a token by its id.")
+
+            @Argument(help: "The token's id (16 hex digits).") var id: String
+            @OptionGroup var sockets: SocketOptions
+
+            func run() throws {
+                try reporting {
+                    try sockets.admin().revokeToken(id: id)
+                    print("revoked token \(id)")
+                }
+            }
+        }
+    }
+
+    struct Audit: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the audit trail, oldest first.")
+
+        @Flag(help: "Print JSON.") var json = false
+        @Option(help: "Only records after this sequence number.") var after: UInt64 = 0
+        @Option(help: "At most this many records (up to 1000).") var limit: UInt32 = 1000
+        @OptionGroup var sockets: SocketOptions
+
+        func run() throws {
+            try reporting {
+                let records = try sockets.admin().audit(after: after, limit: limit)
+                if json {
+                    printJSON(records.map { r -> [String: Any] in
+                        ["sequence": r.sequence, "time": iso8601(r.timeUnixMs), "socket": r.socket,
+                         "operation": r.operation, "connection": r.connection, "workflow": r.workflow,
+                         "token_id": r.tokenID, "run_id": r.runID, "peer_uid": r.peerUid, "peer_pid": r.peerPid,
+                         "outcome": "\(r.outcome)"]
+                    })
+                    return
+                }
+                var rows = [["SEQ", "TIME", "SOCKET", "OPERATION", "CONNECTION", "WORKFLOW", "TOKEN", "RUN", "UID", "PID", "OUTCOME"]]
+                for r in records {
+                    rows.append(["\(r.sequence)", iso8601(r.timeUnixMs), r.socket, r.operation, dash(r.connection),
+                                 dash(r.workflow), dash(r.tokenID), dash(r.runID), "\(r.peerUid)", "\(r.peerPid)",
+                                 "\(r.outcome)"])
+                }
+                printTable(rows)
+            }
+        }
+    }
+
+    struct Health: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Check that cofferd is serving on both sockets.")
+
+        @OptionGroup var sockets: SocketOptions
+
+        func run() throws {
+            try reporting {
+                let admin = try sockets.admin().health()
+                let worker = try sockets.worker().health()
+                print("admin socket: \(admin.status) (key \(admin.keyID))")
+                print("worker socket: \(worker.status) (key \(worker.keyID))")
+            }
+        }
+    }
+
+    struct Get: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Get a connection's values on the worker socket with a workflow token.",
+            discussion: "The token comes from --token-file or COFFER_TOKEN, never from argv. Prints the fields as a JSON object, or with --field one field's raw value.")
+
+        @Argument(help: "The connection, type/name.") var connection: String
+        @Option(help: "Print only this field's raw value.") var field: String?
+        @Option(name: .customLong("token-file"), help: "Read the workflow token from this file.") var tokenFile: String?
+        @OptionGroup var sockets: SocketOptions
+
+        func run() throws {
+            try reporting {
+                let ref = try ConnectionRef(parsing: connection)
+                let fieldName = try field.map { text throws(CofferError) in try FieldName(text) }
+                let token = try readToken()
+                let result = try sockets.worker().get(ref, token: token)
+                if let fieldName {
+                    guard let value = result.fields[fieldName.rawValue] else {
+                        throw CofferError(.notFound, "connection \(ref) has no field \(fieldName)")
+                    }
+                    value.withUnsafeBytes { FileHandle.standardOutput.write(Data($0)) }
+                    return
+                }
+                var object: [String: String] = [:]
+                for (name, value) in result.fields {
+                    guard let text = value.withUnsafeBytes({ String(validating: $0, as: UTF8.self) }) else {
+                        throw CofferError(.failedPrecondition, "field \(name) is not UTF-8 text; print it with --field \(name)")
+                    }
+                    object[name] = text
+                }
+                printJSON(object)
+            }
+        }
+
+        private func readToken() throws(CofferError) -> SecretBytes {
+            if let tokenFile {
+                guard let data = FileManager.default.contents(atPath: tokenFile) else {
+                    throw CofferError(.invalidArgument, "cannot read token file \(tokenFile)")
+                }
+                let trimmed = data.prefix { $0 != UInt8(ascii: "\n") && $0 != UInt8(ascii: "\r") }
+                return SecretBytes(copying: trimmed)
+            }
+            if let token = ProcessInfo.processInfo.environment["COFFER_TOKEN"], !token.isEmpty {
+                return SecretBytes(utf8: token)
+            }
+            throw CofferError(.unauthenticated, "no workflow token: set COFFER_TOKEN or pass --token-file PATH")
+        }
+    }
+}
+
+/// Runs a command body, printing a Coffer error in one voice and exiting with its kind's status.
+func reporting(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as CofferError {
+        var message = "coffer: error: \(error.message)\n"
+        if error.code == .unavailable, error.message.contains("cannot connect") {
+            message += "coffer: hint: start cofferd, or point COFFER_ADMIN_SOCKET / COFFER_WORKER_SOCKET at its sockets\n"
+        }
+        FileHandle.standardError.write(Data(message.utf8))
+        throw ExitCode(error.code.exitStatus)
+    }
+}
+
+func parseDuration(_ text: String) -> UInt64? {
+    let units: [Character: UInt64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+    if let last = text.last, let unit = units[last], let n = UInt64(text.dropLast()), n > 0 {
+        return n.multipliedReportingOverflow(by: unit).overflow ? nil : n * unit
+    }
+    if let n = UInt64(text), n > 0 { return n }
+    return nil
+}
+
+func iso8601(_ millis: Int64) -> String {
+    Date(timeIntervalSince1970: TimeInterval(millis) / 1000).formatted(.iso8601)
+}
+
+func dash(_ text: String) -> String { text.isEmpty ? "-" : text }
+
+func printJSON(_ value: Any) {
+    let data = (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data("null".utf8)
+    FileHandle.standardOutput.write(data + Data("\n".utf8))
+}
+
+func printTable(_ rows: [[String]]) {
+    guard let header = rows.first else { return }
+    var widths = header.map(\.count)
+    for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+    for row in rows {
+        let line = row.enumerated().map { i, cell in
+            i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ")
+        print(line)
+    }
+}
