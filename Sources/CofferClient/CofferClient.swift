@@ -179,7 +179,8 @@ extension CofferConnection {
         return try extract(response.result)
     }
 
-    func health() throws(CofferError) -> Coffer_V1_HealthResponse {
+    /// Asks whether cofferd is serving; both sockets answer.
+    public func health() throws(CofferError) -> Coffer_V1_HealthResponse {
         try perform(.health(Coffer_V1_HealthRequest())) { r throws(CofferError) in
             guard case .health(let v) = r else { throw unexpected() }
             return v

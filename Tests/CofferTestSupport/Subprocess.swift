@@ -20,7 +20,10 @@ public enum BuiltProducts {
         return dir
     }
 
-    public static func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
+    /// A built product's path; an absolute path is taken as it is.
+    public static func path(_ name: String) -> String {
+        name.hasPrefix("/") ? name : (directory as NSString).appendingPathComponent(name)
+    }
 
     /// Runs `name` with `arguments`, feeding `stdin`, and waits for it to exit.
     public static func run(_ name: String, _ arguments: [String], stdin: [UInt8] = [],
