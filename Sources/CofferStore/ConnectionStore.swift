@@ -338,6 +338,8 @@ public final class ConnectionStore: Sendable {
                 record.revokedUnixMs = nowMillis()
                 try txn.put(tokens, key, try record.serializedBytes())
             }
+            var event = event
+            event?.workflow = record.workflow
             try appendAudit(txn, event)
             return try Self.tokenInfo(id: id, record)
         }
