@@ -1,0 +1,198 @@
+"""A minimal Python client for cofferd: seal and put, overwrite, get, list.
+
+Messages are protobuf (code generated from proto/coffer/v1/coffer.proto by protoc; run generate.sh),
+framed length-delimited on a Unix socket. Values are sealed with libsodium's crypto_box_seal (pynacl's
+SealedBox) to cofferd's public key before they leave the process.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from nacl.public import PublicKey, SealedBox
+
+from ._generated.coffer.v1 import coffer_pb2 as pb
+
+__all__ = ["CofferError", "Client", "ConnectionInfo", "pb", "EXIT_STATUS"]
+
+DEFAULT_ADMIN_SOCKET = "/run/coffer/admin.sock"
+DEFAULT_WORKER_SOCKET = "/run/coffer/worker.sock"
+MAX_FRAME_SIZE = 4 * 1024 * 1024
+
+# The exit status the command-line tools use for each status code (the same as the Swift `coffer`).
+EXIT_STATUS = {
+    pb.INVALID_ARGUMENT: 2, pb.NOT_FOUND: 3, pb.ALREADY_EXISTS: 4, pb.PERMISSION_DENIED: 5,
+    pb.UNAUTHENTICATED: 6, pb.FAILED_PRECONDITION: 7, pb.RESOURCE_EXHAUSTED: 8, pb.UNAVAILABLE: 9,
+    pb.DATA_LOSS: 10, pb.DEADLINE_EXCEEDED: 11,
+}
+
+
+class CofferError(Exception):
+    """A status other than OK, or a transport failure (UNAVAILABLE). Never carries a value or a token."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def code_name(self) -> str:
+        return pb.Code.Name(self.code)
+
+    @property
+    def exit_status(self) -> int:
+        return EXIT_STATUS.get(self.code, 1)
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    connection: str
+    fields: list[str]
+    version: int
+    created_unix_ms: int
+    updated_unix_ms: int
+    grants: list[str]
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+class Client:
+    """One connection to a cofferd socket. Use as a context manager."""
+
+    def __init__(self, socket_path: str, timeout: float = 30.0):
+        self.socket_path = socket_path
+        self._next_id = 1
+        self._buffer = b""
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(socket_path)
+        except PermissionError:
+            self._sock.close()
+            raise CofferError(pb.PERMISSION_DENIED, f"cannot connect to cofferd at {socket_path}: permission denied")
+        except OSError as error:
+            self._sock.close()
+            raise CofferError(pb.UNAVAILABLE,
+                              f"cannot connect to cofferd at {socket_path}: {error.strerror}; is cofferd running?")
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # Admin socket.
+
+    def public_key(self) -> tuple[bytes, str]:
+        result = self._call("get_public_key", pb.GetPublicKeyRequest())
+        return bytes(result.public_key), result.key_id
+
+    def put(self, connection: str, values: dict[str, bytes | str]) -> ConnectionInfo:
+        request = pb.PutRequest(connection=connection)
+        request.key_id = self._seal(values, request.fields)
+        return _info(self._call("put", request).connection)
+
+    def overwrite(self, connection: str, values: dict[str, bytes | str], expected_version: int = 0) -> ConnectionInfo:
+        request = pb.OverwriteRequest(connection=connection, expected_version=expected_version)
+        request.key_id = self._seal(values, request.fields)
+        return _info(self._call("overwrite", request).connection)
+
+    def list(self) -> list[ConnectionInfo]:
+        return [_info(info) for info in self._call("list", pb.ListRequest()).connections]
+
+    def grant(self, workflow: str, connection: str) -> bool:
+        return self._call("grant", pb.GrantRequest(workflow=workflow, connection=connection)).created
+
+    def issue_token(self, workflow: str, ttl_seconds: int = 0, run_id: str = "") -> tuple[str, str]:
+        """Returns (token, token_id). The token is shown once: keep it secret."""
+        result = self._call("issue_token", pb.IssueTokenRequest(workflow=workflow, ttl_seconds=ttl_seconds,
+                                                                  run_id=run_id))
+        return result.token, result.token_id
+
+    # Worker socket.
+
+    def get(self, connection: str, token: str) -> tuple[int, dict[str, bytes]]:
+        """Returns (version, {field: value})."""
+        result = self._call("get", pb.GetRequest(connection=connection, token=token))
+        return result.version, {field.name: bytes(field.value) for field in result.fields}
+
+    def health(self) -> str:
+        return self._call("health", pb.HealthRequest()).status
+
+    # The wire.
+
+    def _seal(self, values: dict[str, bytes | str], fields) -> str:
+        key, key_id = self.public_key()
+        box = SealedBox(PublicKey(key))
+        for name, value in sorted(values.items()):
+            plaintext = value.encode() if isinstance(value, str) else bytes(value)
+            fields.add(name=name, sealed_value=box.encrypt(plaintext))
+        return key_id
+
+    def _call(self, operation: str, message):
+        request = pb.Request(id=self._next_id)
+        self._next_id += 1
+        getattr(request, operation).CopyFrom(message)
+        body = request.SerializeToString()
+        try:
+            self._sock.sendall(_varint(len(body)) + body)
+            response = pb.Response.FromString(self._read_frame())
+        except socket.timeout:
+            raise CofferError(pb.DEADLINE_EXCEEDED, "cofferd did not answer in time")
+        except OSError as error:
+            raise CofferError(pb.UNAVAILABLE, f"cannot talk to cofferd at {self.socket_path}: {error.strerror}")
+        if response.status.code != pb.OK:
+            raise CofferError(response.status.code, response.status.message or pb.Code.Name(response.status.code))
+        if response.id != request.id:
+            raise CofferError(pb.INTERNAL, "cofferd answered another request")
+        if response.WhichOneof("result") != operation:
+            raise CofferError(pb.INTERNAL, "cofferd answered with a result of another operation")
+        return getattr(response, operation)
+
+    def _read_frame(self) -> bytes:
+        while True:
+            length, shift, used = 0, 0, 0
+            for byte in self._buffer:
+                used += 1
+                length |= (byte & 0x7F) << shift
+                if length > MAX_FRAME_SIZE or used > 10:
+                    raise CofferError(pb.INTERNAL, "cofferd sent a malformed frame")
+                if not byte & 0x80:
+                    if len(self._buffer) >= used + length:
+                        frame = self._buffer[used:used + length]
+                        self._buffer = self._buffer[used + length:]
+                        return frame
+                    break
+                shift += 7
+            chunk = self._sock.recv(65536)
+            if not chunk:
+                raise CofferError(pb.UNAVAILABLE, "cofferd closed the connection")
+            self._buffer += chunk
+
+
+def _info(info) -> ConnectionInfo:
+    return ConnectionInfo(info.connection, list(info.fields), info.version, info.created_unix_ms,
+                          info.updated_unix_ms, list(info.grants))
+
+
+def admin_socket() -> str:
+    return os.environ.get("COFFER_ADMIN_SOCKET") or DEFAULT_ADMIN_SOCKET
+
+
+def worker_socket() -> str:
+    return os.environ.get("COFFER_WORKER_SOCKET") or DEFAULT_WORKER_SOCKET
