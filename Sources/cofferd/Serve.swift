@@ -82,6 +82,7 @@ extension Cofferd {
             var logger = Logger(label: "cofferd")
             logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
             try await reportingErrors {
+                try ProcessProtection.apply()
                 let directory = DataDirectory(data.dataDirectory)
                 if initIfMissing, !directory.holdsStore, !FileManager.default.fileExists(atPath: directory.defaultKeyFile) || data.keyFile != nil {
                     try directory.initialize(keyFile: data.keyFile, configuration: data.storeConfiguration).close()

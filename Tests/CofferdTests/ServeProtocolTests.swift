@@ -174,6 +174,13 @@ import Testing
         #expect(again.stop(signal: SIGINT) == 0)
     }
 
+    @Test func cofferdLeavesNoCoreDump() throws {
+        let daemon = try CofferdProcess()
+        let limits = try String(contentsOfFile: "/proc/\(daemon.process.processIdentifier)/limits", encoding: .utf8)
+        let line = try #require(limits.split(separator: "\n").first { $0.hasPrefix("Max core file size") })
+        #expect(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(4).prefix(2) == ["0", "0"])
+    }
+
     @Test func aSecondCofferdOnTheSameDirectoryRefuses() throws {
         let dir = TemporaryDirectory(prefix: "cofferd")
         let first = try CofferdProcess(dir: dir)
