@@ -8,6 +8,9 @@ let package = Package(
         .executable(name: "cofferd", targets: ["cofferd"]),
         .executable(name: "coffer", targets: ["coffer"]),
         .library(name: "CofferClient", targets: ["CofferClient"]),
+        // For the benchmark package in benchmarks/, which depends on this one by path.
+        .library(name: "CofferServer", targets: ["CofferServer"]),
+        .library(name: "CofferStore", targets: ["CofferStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

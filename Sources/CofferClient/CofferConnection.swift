@@ -16,7 +16,7 @@ public final class CofferConnection: @unchecked Sendable {
 
     /// Connects to the socket at `path`; each read and write gives up after `timeout`.
     public init(socketPath path: String, timeout: Duration = .seconds(30),
-                maxFrameSize: Int = Framing.defaultMaxFrameSize) throws(CofferError)
+                maxFrameSize: Int = Framing.defaultMaxResponseFrameSize) throws(CofferError)
     {
         socketPath = path
         self.maxFrameSize = maxFrameSize

@@ -124,7 +124,11 @@ public final class CofferServer: Service, Sendable {
                             FrameReader(maxFrameSize: configuration.maxFrameSize,
                                         readTimeout: configuration.readTimeout,
                                         idleTimeout: configuration.idleTimeout))
-                        let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        // At most two frames wait per connection before cofferd stops reading its socket, so
+                        // one client cannot make cofferd hold more than a few frames' worth of memory.
+                        let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(backPressureStrategy: .init(lowWatermark: 1, highWatermark: 2)))
                         return AcceptedConnection(channel: async, peer: peer)
                     }
             }

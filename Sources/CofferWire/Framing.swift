@@ -3,8 +3,12 @@ import SwiftProtobuf
 
 /// Protobuf's standard length-delimited framing: a varint byte length, then the message.
 public enum Framing {
-    /// The largest frame cofferd reads or writes by default: enough for a connection at its size limits.
-    public static let defaultMaxFrameSize = 4 * 1024 * 1024
+    /// The largest request frame cofferd reads by default: a connection at its size limits (1 MiB of values)
+    /// with its sealing overhead and names fits with room to spare.
+    public static let defaultMaxFrameSize = 2 * 1024 * 1024
+    /// The largest response frame clients read by default. Responses come from cofferd, which clients trust
+    /// more than cofferd trusts them, and a List of many connections can be large.
+    public static let defaultMaxResponseFrameSize = 64 * 1024 * 1024
     /// The decoding depth limit for messages read off the wire; Coffer's messages nest four deep at most.
     public static let messageDepthLimit = 16
     /// A varint of a 64-bit length takes at most ten bytes.

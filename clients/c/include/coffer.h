@@ -37,7 +37,9 @@ enum coffer_code {
 
 #define COFFER_PUBLIC_KEY_BYTES 32
 #define COFFER_KEY_ID_CHARS 16
-#define COFFER_MAX_FRAME_SIZE (4u * 1024u * 1024u)
+/* The largest request this client sends (cofferd's default limit) and the largest response it reads. */
+#define COFFER_MAX_REQUEST_SIZE (2u * 1024u * 1024u)
+#define COFFER_MAX_FRAME_SIZE (64u * 1024u * 1024u)
 
 typedef struct {
     int code;

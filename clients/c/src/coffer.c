@@ -155,8 +155,8 @@ static int read_all(coffer_conn *conn, uint8_t *bytes, size_t length, coffer_err
 static int call(coffer_conn *conn, Coffer__V1__Request *request, Coffer__V1__Response **out, coffer_error *err) {
     request->id = conn->next_id++;
     size_t body = coffer__v1__request__get_packed_size(request);
-    if (body > COFFER_MAX_FRAME_SIZE) {
-        return fail(err, COFFER_INVALID_ARGUMENT, "the request is larger than %u bytes", COFFER_MAX_FRAME_SIZE);
+    if (body > COFFER_MAX_REQUEST_SIZE) {
+        return fail(err, COFFER_INVALID_ARGUMENT, "the request is larger than %u bytes", COFFER_MAX_REQUEST_SIZE);
     }
     uint8_t *frame = malloc(body + 10);
     if (frame == NULL) {

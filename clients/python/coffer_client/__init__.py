@@ -19,7 +19,7 @@ __all__ = ["CofferError", "Client", "ConnectionInfo", "pb", "EXIT_STATUS"]
 
 DEFAULT_ADMIN_SOCKET = "/run/coffer/admin.sock"
 DEFAULT_WORKER_SOCKET = "/run/coffer/worker.sock"
-MAX_FRAME_SIZE = 4 * 1024 * 1024
+MAX_FRAME_SIZE = 64 * 1024 * 1024  # responses; a List of many connections can be large
 
 # The exit status the command-line tools use for each status code (the same as the Swift `coffer`).
 EXIT_STATUS = {
