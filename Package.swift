@@ -115,7 +115,7 @@ let package = Package(
         // Helpers for tests: temporary directories, canaries, running the built binaries.
         .target(
             name: "CofferTestSupport",
-            dependencies: ["CofferCore", "CofferCrypto"],
+            dependencies: ["CofferCore", "CofferCrypto", "CofferWire"],
             path: "Tests/CofferTestSupport"
         ),
 

@@ -20,31 +20,18 @@ public final class CofferConnection: @unchecked Sendable {
     {
         socketPath = path
         self.maxFrameSize = maxFrameSize
-        guard path.utf8.count <= 107 else {
-            throw CofferError(.invalidArgument, "socket path \(path) is longer than 107 bytes")
+        guard path.utf8.count <= UnixSocket.maxPathLength else {
+            throw CofferError(.invalidArgument, "socket path \(path) is longer than \(UnixSocket.maxPathLength) bytes")
         }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else {
-            throw CofferError(.unavailable, "cannot create a socket: \(String(cString: strerror(errno)))")
-        }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8) }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        guard connected == 0 else {
-            let err = errno
-            Glibc.close(fd)
-            switch err {
-            case EACCES, EPERM:
-                throw CofferError(.permissionDenied, "cannot connect to cofferd at \(path): permission denied")
-            default:
-                throw CofferError(.unavailable,
-                                  "cannot connect to cofferd at \(path): \(String(cString: strerror(err))); is cofferd running?")
-            }
+        let fd: Int32
+        switch UnixSocket.connect(path) {
+        case .success(let connected):
+            fd = connected
+        case .failure(let error) where error.code == EACCES || error.code == EPERM:
+            throw CofferError(.permissionDenied, "cannot connect to cofferd at \(path): permission denied")
+        case .failure(let error):
+            throw CofferError(.unavailable,
+                              "cannot connect to cofferd at \(path): \(error.description); is cofferd running?")
         }
         let (seconds, attoseconds) = timeout.components
         var interval = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))

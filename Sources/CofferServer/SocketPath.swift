@@ -1,10 +1,10 @@
 import CofferCore
+import CofferWire
 import Foundation
 
 /// Checks and prepares a Unix socket path before cofferd binds it, and sets its mode and group after.
 enum SocketPath {
-    /// `sun_path` holds 108 bytes with the terminating NUL.
-    static let maxLength = 107
+    static let maxLength = UnixSocket.maxPathLength
 
     /// Refuses abstract and over-long paths, creates the parent directory if missing, and removes a stale
     /// socket left by a cofferd that died. A socket some process is listening on, or a file that is not a
@@ -34,7 +34,7 @@ enum SocketPath {
         guard info.st_mode & S_IFMT == S_IFSOCK else {
             throw CofferError(.failedPrecondition, "\(path) exists and is not a socket; cofferd will not replace it")
         }
-        if isListening(path) {
+        if UnixSocket.accepts(path) {
             throw CofferError(.failedPrecondition,
                               "another process is listening on \(path); stop it or choose another socket path")
         }
@@ -54,23 +54,5 @@ enum SocketPath {
             throw CofferError(.failedPrecondition,
                               "cannot set mode \(String(socket.mode, radix: 8)) on socket \(socket.path): \(String(cString: strerror(errno)))")
         }
-    }
-
-    /// Whether something accepts connections on `path`.
-    static func isListening(_ path: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: path.utf8.prefix(maxLength))
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        return connected == 0
     }
 }

@@ -1,3 +1,4 @@
+import CofferWire
 import Foundation
 
 /// The real cofferd binary serving a temporary data directory on temporary sockets. Its stdout and stderr
@@ -19,7 +20,7 @@ public final class CofferdProcess: @unchecked Sendable {
         adminSocket = dir.child("\(name)-admin.sock")
         workerSocket = dir.child("\(name)-worker.sock")
         logPath = dir.child("\(name).log")
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.executableURL = URL(fileURLWithPath: BuiltProducts.path("cofferd"))
         process.arguments = ["serve", "--data-dir", self.dataDirectory, "--init-if-missing",
@@ -43,7 +44,7 @@ public final class CofferdProcess: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
             guard process.isRunning else { throw Failure("cofferd exited early: \(output)") }
-            if Self.accepts(adminSocket) && Self.accepts(workerSocket) { return }
+            if UnixSocket.accepts(adminSocket) && UnixSocket.accepts(workerSocket) { return }
             usleep(20_000)
         }
         throw Failure("cofferd did not start serving: \(output)")
@@ -85,20 +86,6 @@ public final class CofferdProcess: @unchecked Sendable {
         environment["COFFER_WORKER_SOCKET"] = workerSocket
         environment["COFFER_TOKEN"] = token
         return try BuiltProducts.run("coffer", arguments, stdin: Array(stdin.utf8), environment: environment)
-    }
-
-    static func accepts(_ path: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8.prefix(107)) }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
-            }
-        }
     }
 
     public struct Failure: Error, CustomStringConvertible {

@@ -148,6 +148,8 @@ import Testing
             if !served { usleep(20_000) }
         }
         #expect(served)
+        // The second connection was held open throughout; only the first was closed.
+        withExtendedLifetime(second) {}
     }
 
     @Test func sigtermWithAnIdleClientExitsAndDataReopens() throws {
