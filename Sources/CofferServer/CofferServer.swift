@@ -74,6 +74,7 @@ public final class CofferServer: Service, Sendable {
             await withTaskCancellationHandler {
                 await withTaskGroup(of: Void.self) { tasks in
                     tasks.addTask { await self.audit.run(interval: self.configuration.auditFlushInterval) }
+                    tasks.addTask { await self.purgeTokens(every: .seconds(3600)) }
                     // Each accept loop ends when its listener closes and its connections have ended.
                     await withDiscardingTaskGroup { listeners in
                         listeners.addTask { await self.accept(on: admin, role: .admin) }
@@ -88,6 +89,23 @@ public final class CofferServer: Service, Sendable {
             }
         } onGracefulShutdown: {
             self.beginShutdown(admin.channel, worker.channel)
+        }
+    }
+
+    /// Removes token records long past their expiry, now and then every `interval`, until cancelled.
+    private func purgeTokens(every interval: Duration) async {
+        let store = self.store
+        let (seconds, _) = configuration.tokenRetention.components
+        while !Task.isCancelled {
+            do {
+                let purged = try await pool.runIfActive {
+                    try store.purgeTokens(expiredBefore: Date().addingTimeInterval(-TimeInterval(seconds)))
+                }
+                if purged > 0 { logger.info("purged expired tokens", metadata: ["count": "\(purged)"]) }
+            } catch {
+                logger.warning("expired tokens could not be purged", metadata: ["error": "\(error)"])
+            }
+            do { try await Task.sleep(for: interval) } catch { return }
         }
     }
 

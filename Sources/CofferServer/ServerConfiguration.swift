@@ -27,6 +27,8 @@ public struct ServerConfiguration: Sendable {
     public var auditFlushSize: Int = 512
     /// The time to live of a token issued without one.
     public var defaultTokenTTL: Duration = .seconds(3600)
+    /// Token records are removed this long after their expiry, checked at start and then every hour.
+    public var tokenRetention: Duration = .seconds(24 * 3600)
     /// Threads that run store operations, which may block on the disk or on another writer.
     public var storeThreads: Int = 4
 

@@ -345,6 +345,24 @@ public final class ConnectionStore: Sendable {
         }
     }
 
+    /// Removes the records of tokens that expired before `cutoff`, revoked or not; returns how many. Such a
+    /// token can no longer be used, and its id stays in the audit records that name it.
+    @discardableResult
+    public func purgeTokens(expiredBefore cutoff: Date) throws(CofferError) -> Int {
+        let cutoffMillis = Int64((cutoff.timeIntervalSince1970 * 1000).rounded(.down))
+        return try writing { txn in
+            var expired: [[UInt8]] = []
+            try txn.scan(tokens) { key, value in
+                if try Coffer_Storage_V1_TokenRecord(serializedBytes: value).expiresUnixMs < cutoffMillis {
+                    expired.append(key)
+                }
+                return true
+            }
+            for key in expired { try txn.delete(tokens, key) }
+            return expired.count
+        }
+    }
+
     /// Every token's record, sorted by id; never a token.
     public func listTokens() throws(CofferError) -> [TokenInfo] {
         try reading { txn in

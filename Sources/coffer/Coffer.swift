@@ -51,6 +51,11 @@ struct ValueInput: ParsableArguments {
             if let fromFile {
                 data = try Data(contentsOf: URL(fileURLWithPath: fromFile))
             } else {
+                if isatty(STDIN_FILENO) == 1 {
+                    // Typed values do not echo in argv or history this way, but the terminal shows them.
+                    FileHandle.standardError.write(Data(
+                        "coffer: reading the fields as a JSON object from stdin; end with Ctrl-D\n".utf8))
+                }
                 data = FileHandle.standardInput.readDataToEndOfFile()
             }
         } catch {

@@ -343,6 +343,23 @@ import Testing
         #expect(try f.store.listTokens().isEmpty)
     }
 
+    @Test func expiredTokensArePurged() throws {
+        let f = try StoreFixture()
+        let w = try WorkflowName("w")
+        let short = try f.store.issueToken(for: w, ttl: .seconds(60))
+        let long = try f.store.issueToken(for: w, ttl: .seconds(7200))
+        try f.store.revokeToken(id: long.info.id)
+        #expect(try f.store.purgeTokens(expiredBefore: f.clock.now) == 0)
+        f.advance(61)
+        #expect(try f.store.purgeTokens(expiredBefore: f.clock.now) == 1)
+        #expect(try f.store.listTokens().map(\.id) == [long.info.id])
+        // A purged token is refused like any unknown one.
+        #expect(cofferError { _ = try f.store.verifyToken(short.token) }?.message == "the token is not valid")
+        f.advance(7200)
+        #expect(try f.store.purgeTokens(expiredBefore: f.clock.now) == 1)
+        #expect(try f.store.listTokens().isEmpty)
+    }
+
     @Test func listingTokensShowsNoToken() throws {
         let f = try StoreFixture()
         let issued = try f.store.issueToken(for: try WorkflowName("w"), ttl: .seconds(60))
