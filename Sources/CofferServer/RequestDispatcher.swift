@@ -17,6 +17,9 @@ struct RequestDispatcher: Sendable {
 
     /// Operations each socket serves.
     private static let workerOperations: Set<String> = ["Get", "Health"]
+    /// Operations that write their audit record in their own transaction.
+    private static let mutations: Set<String> = ["Put", "Overwrite", "Delete", "Grant", "Revoke", "IssueToken",
+                                                 "RevokeToken"]
 
     func handle(_ request: Coffer_V1_Request, role: SocketRole, peer: PeerCredentials) async -> Coffer_V1_Response {
         var response = Coffer_V1_Response()
@@ -28,6 +31,10 @@ struct RequestDispatcher: Sendable {
         let context = AuditContext()
         do {
             try authorize(operation, role: role, peer: peer)
+            if Self.mutations.contains(operation) {
+                // Records of earlier requests go first, so that sequence order follows request order.
+                await audit.flush()
+            }
             response.result = try await perform(request, context: context, event: event)
             response.status = .ok
         } catch {

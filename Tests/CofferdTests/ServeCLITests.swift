@@ -72,6 +72,12 @@ import Testing
         #expect(gets.contains { $0["run_id"] as? String == "run-7" })
         #expect(gets.contains { $0["outcome"] as? String == "notFound" })
         #expect(records.allSatisfy { ($0["peer_pid"] as? Int ?? 0) > 0 })
+        // One client at a time: sequence order is request order.
+        let sequenced = records.compactMap { $0["operation"] as? String }
+        let firstGet = try #require(sequenced.firstIndex(of: "Get"))
+        let overwriteAt = try #require(sequenced.firstIndex(of: "Overwrite"))
+        #expect(firstGet < overwriteAt)
+        #expect(sequenced.lastIndex(of: "Delete")! < sequenced.lastIndex(of: "Get")!)
         everything += audit.stdout + (try coffer(["audit"]).stdout)
 
         #expect(daemon.stop() == 0)
