@@ -132,6 +132,10 @@ let package = Package(
             dependencies: ["CofferStore", "CofferCrypto", "CofferTestSupport"]
         ),
         .testTarget(
+            name: "CofferServerTests",
+            dependencies: ["CofferServer", "CofferTestSupport", "CofferWire", "CofferCore"]
+        ),
+        .testTarget(
             name: "CofferWireTests",
             dependencies: ["CofferWire"]
         ),

@@ -21,11 +21,13 @@ public final class CofferServer: Service, Sendable {
     private let pool: NIOThreadPool
     private let audit: AuditBatcher
     private let dispatcher: RequestDispatcher
+    private let frameBudget: FrameBudget
     public init(configuration: ServerConfiguration, store: ConnectionStore, logger: Logger) {
         self.configuration = configuration
         self.store = store
         self.logger = logger
         registry = ConnectionRegistry(limit: configuration.maxConnections)
+        frameBudget = FrameBudget(limit: configuration.largeFrameBudget, threshold: configuration.largeFrameThreshold)
         pool = NIOThreadPool(numberOfThreads: max(1, configuration.storeThreads))
         audit = AuditBatcher(store: store, pool: pool, flushSize: configuration.auditFlushSize, logger: logger)
         dispatcher = RequestDispatcher(store: store, pool: pool, audit: audit, configuration: configuration,
@@ -123,7 +125,7 @@ public final class CofferServer: Service, Sendable {
     }
 
     struct AcceptedConnection: Sendable {
-        var channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        var channel: NIOAsyncChannel<Frame, ByteBuffer>
         var peer: PeerCredentials?
     }
 
@@ -131,6 +133,7 @@ public final class CofferServer: Service, Sendable {
         -> NIOAsyncChannel<AcceptedConnection, Never>
     {
         let configuration = self.configuration
+        let budget = frameBudget
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 128)
             .bind(unixDomainSocketPath: socket.path, cleanupExistingSocketFile: false) { channel in
@@ -139,12 +142,14 @@ public final class CofferServer: Service, Sendable {
                     .recover { _ in nil }
                     .flatMapThrowing { peer in
                         try channel.pipeline.syncOperations.addHandler(
-                            FrameReader(maxFrameSize: configuration.maxFrameSize,
+                            FrameReader(maxFrameSize: role == .admin ? configuration.maxFrameSize
+                                                                     : configuration.workerMaxFrameSize,
+                                        budget: budget,
                                         readTimeout: configuration.readTimeout,
                                         idleTimeout: configuration.idleTimeout))
                         // At most two frames wait per connection before cofferd stops reading its socket, so
                         // one client cannot make cofferd hold more than a few frames' worth of memory.
-                        let async = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(
+                        let async = try NIOAsyncChannel<Frame, ByteBuffer>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(backPressureStrategy: .init(lowWatermark: 1, highWatermark: 2)))
                         return AcceptedConnection(channel: async, peer: peer)
@@ -196,7 +201,7 @@ public final class CofferServer: Service, Sendable {
                         guard registry.beginRequest(channel) else { break }
                         let response: Coffer_V1_Response
                         do throws(CofferError) {
-                            let request = try Framing.decode(Coffer_V1_Request.self, from: frame.readableBytesView)
+                            let request = try Framing.decode(Coffer_V1_Request.self, from: frame.bytes.readableBytesView)
                             response = await dispatcher.handle(request, role: role, peer: peer)
                         } catch {
                             // A frame that is not a Request: answer with id 0 and keep reading, since the framing

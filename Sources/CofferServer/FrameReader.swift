@@ -2,15 +2,18 @@ import CofferCore
 import CofferWire
 import NIOCore
 
-/// Cuts the byte stream into length-delimited frames, refusing a frame whose length prefix is malformed
-/// or over the limit before anything is allocated for it, and enforcing two deadlines: a frame that was
-/// started must be complete within `readTimeout`, and a connection that sends nothing for `idleTimeout` is
-/// closed.
+/// Cuts the byte stream into length-delimited frames, refusing a frame whose length prefix is malformed,
+/// over the limit, or more than the shared budget for large frames can hold, before anything is allocated
+/// for it; and enforcing two deadlines: a frame that was started must be complete within `readTimeout`, and
+/// a connection that sends nothing for `idleTimeout` is closed.
 final class FrameReader: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
+    typealias InboundOut = Frame
 
     private let maxFrameSize: Int
+    private let budget: FrameBudget
+    /// The budget held for the frame being read.
+    private var reservation: FrameReservation?
     private let readTimeout: TimeAmount
     private let idleTimeout: TimeAmount
     private var buffer: ByteBuffer?
@@ -18,8 +21,9 @@ final class FrameReader: ChannelInboundHandler {
     private var readDeadline: Scheduled<Void>?
     private var idleDeadline: Scheduled<Void>?
 
-    init(maxFrameSize: Int, readTimeout: Duration, idleTimeout: Duration) {
+    init(maxFrameSize: Int, budget: FrameBudget, readTimeout: Duration, idleTimeout: Duration) {
         self.maxFrameSize = maxFrameSize
+        self.budget = budget
         self.readTimeout = TimeAmount(readTimeout)
         self.idleTimeout = TimeAmount(idleTimeout)
     }
@@ -36,6 +40,8 @@ final class FrameReader: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         readDeadline?.cancel()
         idleDeadline?.cancel()
+        buffer = nil
+        reservation = nil
         context.fireChannelInactive()
     }
 
@@ -57,16 +63,30 @@ final class FrameReader: ChannelInboundHandler {
                 fail(context, CofferError(code, message))
                 return
             case .frame(let length, let prefixLength):
+                if reservation == nil {
+                    guard let granted = budget.reserve(length) else {
+                        fail(context, CofferError(.resourceExhausted,
+                                                  "cofferd is holding as many large requests as it allows; try again shortly"))
+                        return
+                    }
+                    reservation = granted
+                }
                 guard pending.readableBytes >= prefixLength + length else {
+                    // Grow once to the frame's size rather than by doubling.
+                    pending.reserveCapacity(minimumWritableBytes: prefixLength + length - pending.readableBytes)
+                    buffer = pending
                     armRead(context)
                     return
                 }
                 pending.moveReaderIndex(forwardBy: prefixLength)
                 let frame = pending.readSlice(length: length)!
-                buffer = pending.readableBytes > 0 ? pending : nil
+                // What follows goes into storage of its own, so that the frame's storage is freed with it.
+                buffer = pending.readableBytes > 0 ? ByteBuffer(bytes: pending.readableBytesView) : nil
                 readDeadline?.cancel()
                 readDeadline = nil
-                context.fireChannelRead(wrapInboundOut(frame))
+                let out = Frame(bytes: frame, reservation: reservation!)
+                reservation = nil
+                context.fireChannelRead(wrapInboundOut(out))
             }
         }
         buffer = nil
@@ -77,6 +97,7 @@ final class FrameReader: ChannelInboundHandler {
     private func fail(_ context: ChannelHandlerContext, _ error: CofferError) {
         failed = true
         buffer = nil
+        reservation = nil
         readDeadline?.cancel()
         context.fireErrorCaught(error)
     }

@@ -10,8 +10,17 @@ public struct ServerConfiguration: Sendable {
     /// The uids allowed on the admin socket, read from the kernel (SO_PEERCRED). Default: cofferd's own
     /// uid and root.
     public var adminUIDs: Set<UInt32>
-    /// The most bytes one frame may hold; a longer length prefix is refused before anything is allocated.
+    /// The most bytes one frame may hold on the admin socket; a longer length prefix is refused before
+    /// anything is allocated.
     public var maxFrameSize: Int = Framing.defaultMaxFrameSize
+    /// The same on the worker socket, which serves only Get and Health: their requests are a connection name
+    /// and a token, so a worker never needs a large frame and cannot make cofferd hold one.
+    public var workerMaxFrameSize: Int = 64 * 1024
+    /// The most bytes of large frames (over `largeFrameThreshold`) held at once across all connections; a
+    /// large frame that does not fit is refused with RESOURCE_EXHAUSTED and its connection closed.
+    public var largeFrameBudget: Int = 64 * 1024 * 1024
+    /// Frames up to this size need no share of `largeFrameBudget`.
+    public var largeFrameThreshold: Int = 64 * 1024
     /// The most connections served at once, over both sockets; one more is told UNAVAILABLE and closed.
     public var maxConnections: Int = 256
     /// A connection that sends nothing for this long is closed.

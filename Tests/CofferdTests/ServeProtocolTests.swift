@@ -123,6 +123,20 @@ import Testing
         #expect(daemon.stop() == 0)
     }
 
+    @Test func theWorkerSocketTakesOnlySmallFrames() throws {
+        let daemon = try CofferdProcess()
+        // 80 KiB of values: a put the admin socket takes.
+        let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
+        let big = String(repeating: "v", count: 40 * 1024)
+        try admin.put(try ConnectionRef(parsing: "http/big"), values: secrets(["a": big, "b": big]))
+        // A frame of that size on the worker socket is refused on its length prefix alone.
+        let worker = try CofferConnection(socketPath: daemon.workerSocket)
+        try worker.writeRaw(Framing.varint(80 * 1024))
+        let refusal = try worker.readResponse()
+        #expect(refusal.status.code == .resourceExhausted)
+        #expect(try CofferWorkerClient(socketPath: daemon.workerSocket).health().status == "serving")
+    }
+
     @Test func theConnectionLimitHoldsAndFrees() throws {
         let daemon = try CofferdProcess(arguments: ["--max-connections", "2"])
         // The start-up probe's connections count until cofferd sees them close: retry until admitted.
