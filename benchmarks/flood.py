@@ -3,7 +3,7 @@
 
     benchmarks/flood.py [--connections 200] [--frames 4]
 
-Starts the debug cofferd from .build/debug on temporary sockets, opens N worker connections, and on each
+Starts cofferd (the release build by default) on temporary sockets, opens N worker connections, and on each
 writes FRAMES frames just under the 2 MiB request limit (Get requests with a huge connection name) without
 reading a response. Prints cofferd's VmRSS before, during and after, and whether a fresh client is still
 served. Each connection may make cofferd hold only a couple of frames: the figure shows the bound.
@@ -81,11 +81,13 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--cofferd", default=str(ROOT / ".build/release/cofferd"),
+                        help="the cofferd binary (default: the release build; swift build -c release --product cofferd)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="coffer-flood-") as d:
         admin, worker = f"{d}/a.sock", f"{d}/w.sock"
         daemon = subprocess.Popen(
-            [str(ROOT / ".build/debug/cofferd"), "serve", "--init-if-missing", "--data-dir", f"{d}/data",
+            [args.cofferd, "serve", "--init-if-missing", "--data-dir", f"{d}/data",
              "--admin-socket", admin, "--worker-socket", worker, "--max-connections", str(args.connections + 8)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
