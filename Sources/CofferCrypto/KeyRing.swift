@@ -86,8 +86,7 @@ public final class KeyRing: Sendable {
 
     /// Whether `value` is this key ring's key check value, compared in constant time.
     public func matchesKeyCheck(_ value: [UInt8]) -> Bool {
-        let expected = SecretBytes(copying: keyCheckValue)
-        return expected.constantTimeEquals(value)
+        ConstantTime.equals(keyCheckValue, value)
     }
 
     /// The keyed hash under which a workflow token is stored; the token itself is never stored.

@@ -44,6 +44,16 @@ public enum SecureMemory {
     }
 }
 
+/// Comparison whose time does not depend on where two byte strings differ.
+public enum ConstantTime {
+    /// Whether `a` and `b` are equal; constant time for equal lengths (a length is not secret here).
+    public static func equals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        guard !a.isEmpty else { return true }
+        return a.withUnsafeBytes { a in b.withUnsafeBytes { b in sodium_memcmp(a.baseAddress, b.baseAddress, a.count) == 0 } }
+    }
+}
+
 /// Hex encoding for public values (ids, fingerprints), never for secrets.
 public enum Hex {
     public static func encode(_ bytes: some Collection<UInt8>) -> String {

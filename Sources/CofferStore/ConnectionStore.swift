@@ -313,9 +313,10 @@ public final class ConnectionStore: Sendable {
         let record = try reading { txn -> Coffer_Storage_V1_TokenRecord? in
             try txn.get(tokens, Array(id.utf8)).map { try Coffer_Storage_V1_TokenRecord(serializedBytes: $0) }
         }
-        // Hash even when the id is unknown, so the two failures take the same time.
-        let digest = SecretBytes(copying: keys.tokenDigest(token))
-        guard let record, digest.constantTimeEquals(Array(record.digest)) else { throw invalid }
+        // Hash even when the id is unknown, so the two failures take the same time. The digest is what the
+        // store keeps on disk, not a secret; the comparison is constant-time all the same.
+        let digest = keys.tokenDigest(token)
+        guard let record, ConstantTime.equals(digest, Array(record.digest)) else { throw invalid }
         if record.revokedUnixMs != 0 {
             throw CofferError(.unauthenticated, "the token was revoked")
         }

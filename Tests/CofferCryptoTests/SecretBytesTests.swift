@@ -30,6 +30,13 @@ import Testing
         #expect(secret.copyBytes() == Array(0..<200).map(UInt8.init))
     }
 
+    @Test func constantTimeEqualsComparesContent() {
+        #expect(ConstantTime.equals([1, 2, 3], [1, 2, 3]))
+        #expect(!ConstantTime.equals([1, 2, 3], [1, 2, 4]))
+        #expect(!ConstantTime.equals([1, 2, 3], [1, 2]))
+        #expect(ConstantTime.equals([], []))
+    }
+
     @Test func emptyIsFine() {
         let empty = SecretBytes(copying: [])
         #expect(empty.count == 0)
