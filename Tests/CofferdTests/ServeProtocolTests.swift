@@ -197,6 +197,41 @@ import Testing
         #expect(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(4).prefix(2) == ["0", "0"])
     }
 
+    @Test func sigtermAnswersTheRequestInFlightAndLosesNoAcknowledgedWrite() throws {
+        let dir = TemporaryDirectory(prefix: "cofferd")
+        let daemon = try CofferdProcess(dir: dir)
+        let (key, keyID) = try CofferAdminClient(socketPath: daemon.adminSocket).publicKey()
+        var frames: [UInt8] = []
+        for index in 1...200 {
+            var put = Coffer_V1_PutRequest()
+            put.connection = "http/c\(index)"
+            put.keyID = keyID.hex
+            var field = Coffer_V1_SealedField()
+            field.name = "v"
+            field.sealedValue = Data(try SealedValue.seal(SecretBytes(utf8: "\(index)"), to: key, keyID: keyID).ciphertext)
+            put.fields = [field]
+            var request = Coffer_V1_Request()
+            request.id = UInt64(index)
+            request.put = put
+            frames += try Framing.frame(request)
+        }
+        let connection = try CofferConnection(socketPath: daemon.adminSocket)
+        try connection.writeRaw(frames)
+        // Once the first is answered, cofferd is working through the rest when SIGTERM arrives.
+        var acknowledged = [try connection.readResponse()].filter { $0.status.code == .ok }.map(\.id)
+        kill(daemon.process.processIdentifier, SIGTERM)
+        while let response = try? connection.readResponse() {
+            #expect(response.status.code == .ok)
+            acknowledged.append(response.id)
+        }
+        #expect(daemon.waitForExit() == 0, "\(daemon.output)")
+        #expect(acknowledged == Array(1...UInt64(acknowledged.count)))
+
+        let again = try CofferdProcess(dir: dir, name: "again", dataDirectory: daemon.dataDirectory)
+        let stored = Set(try CofferAdminClient(socketPath: again.adminSocket).list().map(\.connection))
+        for id in acknowledged { #expect(stored.contains("http/c\(id)"), "acknowledged put \(id) was lost") }
+    }
+
     @Test func aSecondCofferdOnTheSameDirectoryRefuses() throws {
         let dir = TemporaryDirectory(prefix: "cofferd")
         let first = try CofferdProcess(dir: dir)
