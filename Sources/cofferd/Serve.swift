@@ -84,7 +84,8 @@ extension Cofferd {
             try await reportingErrors {
                 try ProcessProtection.apply()
                 let directory = DataDirectory(data.dataDirectory)
-                if initIfMissing, !directory.holdsStore, !FileManager.default.fileExists(atPath: directory.defaultKeyFile) || data.keyFile != nil {
+                // Without a store, initialise one; initialize refuses to replace a key left there.
+                if initIfMissing, !directory.holdsStore {
                     try directory.initialize(keyFile: data.keyFile, configuration: data.storeConfiguration).close()
                     logger.notice("initialised a new store", metadata: ["data_dir": "\(data.dataDirectory)"])
                 }
