@@ -89,7 +89,8 @@ public struct RunID: Hashable, Sendable, CustomStringConvertible {
     public var description: String { rawValue }
 }
 
-enum Validation {
+/// Validation of names, and quoting of user input for error messages.
+public enum Validation {
     static let lowerAlpha = "abcdefghijklmnopqrstuvwxyz"
     static let alpha = lowerAlpha + lowerAlpha.uppercased()
     static let digits = "0123456789"
@@ -119,7 +120,7 @@ enum Validation {
 
     /// Quotes a user-supplied name for an error message: escaped, and cut short so that a huge input cannot
     /// flood a log.
-    static func quoted(_ text: String) -> String {
+    public static func quoted(_ text: String) -> String {
         let limit = 80
         let shown = text.unicodeScalars.count > limit
             ? String(String.UnicodeScalarView(text.unicodeScalars.prefix(limit))) + "…"

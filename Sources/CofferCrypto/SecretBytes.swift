@@ -84,12 +84,6 @@ public final class SecretBytes: @unchecked Sendable {
         return sodium_memcmp(pointer, other.pointer, count) == 0
     }
 
-    /// Compares with public bytes in constant time for equal lengths.
-    public func constantTimeEquals(_ other: [UInt8]) -> Bool {
-        guard count == other.count else { return false }
-        return other.withUnsafeBytes { sodium_memcmp(pointer, $0.baseAddress, count) == 0 }
-    }
-
     /// The bytes as a Swift array, for handing a value to its authorised recipient (an encoder writing a
     /// response). The copy is ordinary memory: keep its life short.
     public func copyBytes() -> [UInt8] {

@@ -5,6 +5,7 @@ import CofferWire
 import Foundation
 import Logging
 import NIOPosix
+import Synchronization
 
 /// Turns one request into one response: checks the socket and the caller, runs the operation on the
 /// store's thread pool, and leaves an audit record whatever the outcome.
@@ -25,24 +26,23 @@ struct RequestDispatcher: Sendable {
         var response = Coffer_V1_Response()
         response.id = request.id
         let operation = request.operationName
-        var event = AuditEvent(time: Date(), socket: role.rawValue, operation: operation,
-                               peerUID: peer.uid, peerPID: peer.pid)
-        // Filled in by the operation once its inputs are validated, for the audit record.
-        let context = AuditContext()
+        // Filled in by the operation once its inputs are validated.
+        let context = AuditContext(AuditEvent(time: Date(), socket: role.rawValue, operation: operation,
+                                              peerUID: peer.uid, peerPID: peer.pid))
         do {
             try authorize(operation, role: role, peer: peer)
             if Self.mutations.contains(operation) {
                 // Records of earlier requests go first, so that sequence order follows request order.
                 await audit.flush()
             }
-            response.result = try await perform(request, context: context, event: event)
+            response.result = try await perform(request, context: context)
             response.status = .ok
         } catch {
             let failure = publicError(error, operation: operation, peer: peer)
             response.status = Coffer_V1_Status(failure)
-            event.outcome = failure.code.rawValue
+            context.update { $0.outcome = failure.code.rawValue }
         }
-        context.apply(to: &event)
+        let event = context.event
         // A successful mutation wrote its record in its own transaction.
         if !(response.status.code == .ok && context.writtenWithMutation) {
             await audit.record(event)
@@ -71,7 +71,7 @@ struct RequestDispatcher: Sendable {
         }
     }
 
-    private func perform(_ request: Coffer_V1_Request, context: AuditContext, event: AuditEvent) async throws
+    private func perform(_ request: Coffer_V1_Request, context: AuditContext) async throws
         -> Coffer_V1_Response.OneOf_Result
     {
         let store = self.store
@@ -91,7 +91,7 @@ struct RequestDispatcher: Sendable {
         case .put(let put):
             let ref = try context.connection(put.connection)
             let fields = try sealedFields(put.fields, keyID: put.keyID)
-            let event = context.mutation(event)
+            let event = context.mutation()
             let info = try await run { try store.put(ref, fields: fields, audit: event) }
             var result = Coffer_V1_PutResponse()
             result.connection = Self.wire(info)
@@ -101,7 +101,7 @@ struct RequestDispatcher: Sendable {
             let ref = try context.connection(overwrite.connection)
             let fields = try sealedFields(overwrite.fields, keyID: overwrite.keyID)
             let expected = overwrite.expectedVersion == 0 ? nil : overwrite.expectedVersion
-            let event = context.mutation(event)
+            let event = context.mutation()
             let info = try await run {
                 try store.overwrite(ref, fields: fields, expectedVersion: expected, audit: event)
             }
@@ -112,7 +112,7 @@ struct RequestDispatcher: Sendable {
         case .delete(let delete):
             let ref = try context.connection(delete.connection)
             let expected = delete.expectedVersion == 0 ? nil : delete.expectedVersion
-            let event = context.mutation(event)
+            let event = context.mutation()
             try await run { try store.delete(ref, expectedVersion: expected, audit: event) }
             return .delete(Coffer_V1_DeleteResponse())
 
@@ -144,7 +144,7 @@ struct RequestDispatcher: Sendable {
         case .grant(let grant):
             let workflow = try context.workflow(grant.workflow)
             let ref = try context.connection(grant.connection)
-            let event = context.mutation(event)
+            let event = context.mutation()
             let created = try await run { try store.grant(workflow, ref, audit: event) }
             var result = Coffer_V1_GrantResponse()
             result.created = created
@@ -153,24 +153,24 @@ struct RequestDispatcher: Sendable {
         case .revoke(let revoke):
             let workflow = try context.workflow(revoke.workflow)
             let ref = try context.connection(revoke.connection)
-            let event = context.mutation(event)
+            let event = context.mutation()
             try await run { try store.revoke(workflow, ref, audit: event) }
             return .revoke(Coffer_V1_RevokeResponse())
 
         case .issueToken(let issue):
             let workflow = try context.workflow(issue.workflow)
             let runID = issue.runID.isEmpty ? nil : try RunID(issue.runID)
-            context.runID = runID?.rawValue ?? ""
+            context.update { $0.runID = runID?.rawValue ?? "" }
             let ttl: Duration = issue.ttlSeconds == 0
                 ? configuration.defaultTokenTTL
                 : .seconds(Int64(clamping: issue.ttlSeconds))
-            let event = context.mutation(event)
+            let event = context.mutation()
             let issued = try await run { try store.issueToken(for: workflow, ttl: ttl, runID: runID, audit: event) }
-            context.tokenID = issued.info.id
+            context.update { $0.tokenID = issued.info.id }
             var result = Coffer_V1_IssueTokenResponse()
             result.token = issued.token.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
             result.tokenID = issued.info.id
-            result.expiresUnixMs = Self.millis(issued.info.expires)
+            result.expiresUnixMs = issued.info.expires.unixMillis
             return .issueToken(result)
 
         case .revokeToken(let revoke):
@@ -178,12 +178,12 @@ struct RequestDispatcher: Sendable {
             guard !id.isEmpty, id.utf8.count <= 64 else {
                 throw CofferError(.invalidArgument, "a token id is 16 hex digits")
             }
-            context.tokenID = id
-            let event = context.mutation(event)
+            context.update { $0.tokenID = id }
+            let event = context.mutation()
             let info = try await run { try store.revokeToken(id: id, audit: event) }
-            context.workflow = info.workflow.rawValue
+            context.update { $0.workflow = info.workflow.rawValue }
             var result = Coffer_V1_RevokeTokenResponse()
-            result.revokedUnixMs = Self.millis(info.revoked ?? Date())
+            result.revokedUnixMs = (info.revoked ?? Date()).unixMillis
             return .revokeToken(result)
 
         case .audit(let query):
@@ -248,15 +248,13 @@ struct RequestDispatcher: Sendable {
         return CofferError(.internal, "internal error")
     }
 
-    static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded(.down)) }
-
     static func wire(_ info: ConnectionInfo) -> Coffer_V1_ConnectionInfo {
         var out = Coffer_V1_ConnectionInfo()
         out.connection = info.ref.description
         out.fields = info.fields.map(\.rawValue)
         out.version = info.version
-        out.createdUnixMs = millis(info.created)
-        out.updatedUnixMs = millis(info.updated)
+        out.createdUnixMs = info.created.unixMillis
+        out.updatedUnixMs = info.updated.unixMillis
         out.grants = info.grants.map(\.rawValue)
         return out
     }
@@ -264,7 +262,7 @@ struct RequestDispatcher: Sendable {
     static func wire(_ event: AuditEvent) -> Coffer_V1_AuditRecord {
         var out = Coffer_V1_AuditRecord()
         out.sequence = event.sequence
-        out.timeUnixMs = millis(event.time)
+        out.timeUnixMs = event.time.unixMillis
         out.socket = event.socket
         out.operation = event.operation
         out.connection = event.connection
@@ -278,54 +276,46 @@ struct RequestDispatcher: Sendable {
     }
 }
 
-/// What a request named, once validated, for its audit record. Only validated names are recorded, so a
+/// The request's audit record, filled in as its inputs are validated. Only validated names go in, so a
 /// client cannot smuggle anything else (a value pasted in the wrong field) into the trail.
-final class AuditContext: @unchecked Sendable {
-    // Written by the one task handling the request, and by the pool thread it awaits.
-    private let lock = NSLock()
-    private var _connection = ""
-    private var _workflow = ""
-    private var _tokenID = ""
-    private var _runID = ""
-    private(set) var writtenWithMutation = false
+final class AuditContext: Sendable {
+    // Written by the task handling the request and by the pool thread it awaits.
+    private let state: Mutex<(event: AuditEvent, writtenWithMutation: Bool)>
 
-    var connection: String { get { lock.withLock { _connection } } set { lock.withLock { _connection = newValue } } }
-    var workflow: String { get { lock.withLock { _workflow } } set { lock.withLock { _workflow = newValue } } }
-    var tokenID: String { get { lock.withLock { _tokenID } } set { lock.withLock { _tokenID = newValue } } }
-    var runID: String { get { lock.withLock { _runID } } set { lock.withLock { _runID = newValue } } }
+    init(_ event: AuditEvent) { state = Mutex((event, false)) }
+
+    /// The record as it stands.
+    var event: AuditEvent { state.withLock { $0.event } }
+    /// Whether a mutation was handed the record to write in its own transaction.
+    var writtenWithMutation: Bool { state.withLock { $0.writtenWithMutation } }
+
+    func update(_ change: (inout AuditEvent) -> Void) { state.withLock { change(&$0.event) } }
 
     func connection(_ text: String) throws(CofferError) -> ConnectionRef {
         let ref = try ConnectionRef(parsing: text)
-        connection = ref.description
+        update { $0.connection = ref.description }
         return ref
     }
 
     func workflow(_ text: String) throws(CofferError) -> WorkflowName {
         let name = try WorkflowName(text)
-        workflow = name.rawValue
+        update { $0.workflow = name.rawValue }
         return name
     }
 
     func token(_ info: TokenInfo) {
-        workflow = info.workflow.rawValue
-        tokenID = info.id
-        runID = info.runID?.rawValue ?? ""
+        update {
+            $0.workflow = info.workflow.rawValue
+            $0.tokenID = info.id
+            $0.runID = info.runID?.rawValue ?? ""
+        }
     }
 
     /// The record a mutation writes in its own transaction when it succeeds.
-    func mutation(_ event: AuditEvent) -> AuditEvent {
-        lock.withLock { writtenWithMutation = true }
-        var event = event
-        apply(to: &event)
-        return event
-    }
-
-    func apply(to event: inout AuditEvent) {
-        lock.withLock {
-            event.connection = _connection
-            event.workflow = _workflow
-            event.tokenID = _tokenID
-            event.runID = _runID
+    func mutation() -> AuditEvent {
+        state.withLock {
+            $0.writtenWithMutation = true
+            return $0.event
         }
     }
 }

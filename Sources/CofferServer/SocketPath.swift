@@ -4,7 +4,6 @@ import Foundation
 
 /// Checks and prepares a Unix socket path before cofferd binds it, and sets its mode and group after.
 enum SocketPath {
-    static let maxLength = UnixSocket.maxPathLength
 
     /// Refuses abstract and over-long paths, creates the parent directory if missing, and removes a stale
     /// socket left by a cofferd that died. A socket some process is listening on, or a file that is not a
@@ -17,8 +16,8 @@ enum SocketPath {
             throw CofferError(.invalidArgument,
                               "socket \(path) would be an abstract socket, which any process in the network namespace can reach; give a file-system path")
         }
-        guard path.utf8.count <= maxLength else {
-            throw CofferError(.invalidArgument, "socket path \(path) is longer than \(maxLength) bytes")
+        guard path.utf8.count <= UnixSocket.maxPathLength else {
+            throw CofferError(.invalidArgument, "socket path \(path) is longer than \(UnixSocket.maxPathLength) bytes")
         }
         let parent = (path as NSString).deletingLastPathComponent
         if !parent.isEmpty, !FileManager.default.fileExists(atPath: parent) {

@@ -332,7 +332,7 @@ public final class ConnectionStore: Sendable {
         try writing { txn in
             let key = Array(id.utf8)
             guard id.utf8.count <= 64, let bytes = try txn.get(tokens, key) else {
-                throw CofferError(.notFound, "no token with id \(Self.quotedID(id))")
+                throw CofferError(.notFound, "no token with id \(Validation.quoted(id))")
             }
             var record = try Coffer_Storage_V1_TokenRecord(serializedBytes: bytes)
             if record.revokedUnixMs == 0 {
@@ -350,7 +350,7 @@ public final class ConnectionStore: Sendable {
     /// token can no longer be used, and its id stays in the audit records that name it.
     @discardableResult
     public func purgeTokens(expiredBefore cutoff: Date) throws(CofferError) -> Int {
-        let cutoffMillis = Int64((cutoff.timeIntervalSince1970 * 1000).rounded(.down))
+        let cutoffMillis = cutoff.unixMillis
         return try writing { txn in
             var expired: [[UInt8]] = []
             try txn.scan(tokens) { key, value in
@@ -407,7 +407,7 @@ public final class ConnectionStore: Sendable {
         let bounds = try txn.bounds(audit)
         let next = bounds.map { Self.sequence($0.last) + 1 } ?? 1
         var entry = Coffer_Storage_V1_AuditEntry()
-        entry.timeUnixMs = Int64((event.time.timeIntervalSince1970 * 1000).rounded(.down))
+        entry.timeUnixMs = event.time.unixMillis
         entry.socket = event.socket
         entry.operation = event.operation
         entry.connection = event.connection
@@ -475,7 +475,7 @@ public final class ConnectionStore: Sendable {
     // MARK: Internals
 
     private func nowMillis() -> Int64 {
-        Int64((configuration.clock().timeIntervalSince1970 * 1000).rounded(.down))
+        configuration.clock().unixMillis
     }
 
     /// Checks the shape and sizes of a write, then opens every sealed value.
@@ -612,10 +612,6 @@ public final class ConnectionStore: Sendable {
             revoked: record.revokedUnixMs == 0 ? nil : Date(unixMillis: record.revokedUnixMs))
     }
 
-    private static func quotedID(_ id: String) -> String {
-        "\"" + String(id.prefix(64)).unicodeScalars.map { $0.escaped(asASCII: true) }.joined() + "\""
-    }
-
     private func reading<R>(_ body: (Transaction) throws -> R) throws(CofferError) -> R {
         do { return try env.read(body) } catch { throw Self.mapError(error, mapSize: configuration.mapSize) }
     }
@@ -644,5 +640,9 @@ public final class ConnectionStore: Sendable {
 }
 
 extension Date {
-    init(unixMillis: Int64) { self.init(timeIntervalSince1970: TimeInterval(unixMillis) / 1000) }
+    /// The time `unixMillis` milliseconds after the Unix epoch, as stored records and the wire count it.
+    public init(unixMillis: Int64) { self.init(timeIntervalSince1970: TimeInterval(unixMillis) / 1000) }
+
+    /// Whole milliseconds since the Unix epoch, rounded down.
+    public var unixMillis: Int64 { Int64((timeIntervalSince1970 * 1000).rounded(.down)) }
 }

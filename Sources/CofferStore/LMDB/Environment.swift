@@ -68,12 +68,6 @@ final class Environment: @unchecked Sendable {
         Self.openPaths.withLock { _ = $0.remove(path) }
     }
 
-    var isClosed: Bool {
-        gate.lock()
-        defer { gate.unlock() }
-        return closed
-    }
-
     /// Opens a named database, creating it if it does not exist.
     func database(_ name: String) throws -> Database {
         try write { txn in

@@ -13,5 +13,4 @@ struct LMDBError: Error, CustomStringConvertible, Equatable {
     }
 
     var isMapFull: Bool { code == MDB_MAP_FULL }
-    var isNotFound: Bool { code == MDB_NOTFOUND }
 }
