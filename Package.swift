@@ -52,11 +52,13 @@ let package = Package(
             ]
         ),
 
-        // The protocol: generated protobuf code for proto/coffer/v1 and the socket framing.
+        // The protocol: generated protobuf code for proto/coffer/v1, the socket framing, and the one place
+        // where the domain model and the wire types meet.
         .target(
             name: "CofferWire",
             dependencies: [
                 "CofferCore",
+                "CofferCrypto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
@@ -86,10 +88,20 @@ let package = Package(
             dependencies: ["CofferCore", "CofferCrypto", "CofferWire"]
         ),
 
-        // The daemon's command line: thin, it parses arguments and starts the server.
+        // What both command lines share: the error reporter and the parsing of durations.
+        .target(
+            name: "CofferCommandLine",
+            dependencies: [
+                "CofferCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // The daemon's command line: thin, it parses arguments and starts the server's services.
         .executableTarget(
             name: "cofferd",
             dependencies: [
+                "CofferCommandLine",
                 "CofferCore",
                 "CofferCrypto",
                 "CofferStore",
@@ -106,6 +118,8 @@ let package = Package(
             name: "coffer",
             dependencies: [
                 "CofferClient",
+                "CofferCommandLine",
+                "CofferCrypto",
                 "CofferCore",
                 "CofferWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
-# Regenerates the committed Swift code for proto/ with Debian's protoc and a protoc-gen-swift built from the
-# swift-protobuf version that Package.swift names. Run it after changing a .proto file and commit the result.
+# Regenerates the committed Swift code for proto/ with Debian's protoc and the protoc-gen-swift of the
+# swift-protobuf version this package resolves (built from the package's own checkout). Run it after
+# changing a .proto file and commit the result. With --check, generates into a temporary directory and fails
+# if the committed code differs: the README's test command runs it so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-version=1.39.0
-tools=.build-protoc-gen-swift
-plugin="$tools/swift-protobuf/.build/release/protoc-gen-swift"
-
 command -v protoc >/dev/null || { echo "generate-protos: protoc is missing: apt-get install protobuf-compiler" >&2; exit 1; }
-if [ ! -x "$plugin" ]; then
-  mkdir -p "$tools"
-  [ -d "$tools/swift-protobuf" ] || git clone --quiet --branch "$version" https://github.com/apple/swift-protobuf "$tools/swift-protobuf"
-  swift build --package-path "$tools/swift-protobuf" -c release --product protoc-gen-swift
+swift build --product protoc-gen-swift >/dev/null
+plugin="$(swift build --show-bin-path)/protoc-gen-swift"
+
+check=false
+[ "${1:-}" = "--check" ] && check=true
+root=.
+if $check; then
+  root=$(mktemp -d)
+  trap 'rm -rf "$root"' EXIT
 fi
 
 generate() { # proto-file output-dir visibility
-  mkdir -p "$2"
+  mkdir -p "$root/$2"
   protoc --plugin=protoc-gen-swift="$plugin" --proto_path=proto \
-    --swift_out="$2" --swift_opt=Visibility="$3" --swift_opt=FileNaming=DropPath "$1"
+    --swift_out="$root/$2" --swift_opt=Visibility="$3" --swift_opt=FileNaming=DropPath "$1"
 }
 
 generate coffer/storage/v1/records.proto Sources/CofferStore/Generated Internal
@@ -26,3 +29,15 @@ for file in proto/coffer/v1/*.proto; do
   [ -e "$file" ] || continue
   generate "${file#proto/}" Sources/CofferWire/Generated Public
 done
+
+if $check; then
+  status=0
+  for dir in Sources/CofferStore/Generated Sources/CofferWire/Generated; do
+    diff -ru "$dir" "$root/$dir" || status=1
+  done
+  if [ $status -ne 0 ]; then
+    echo "generate-protos: the committed code differs from proto/; run scripts/generate-protos.sh and commit" >&2
+    exit 1
+  fi
+  echo "generate-protos: the committed code matches proto/"
+fi

@@ -4,17 +4,17 @@ import CofferWire
 import Foundation
 
 /// What an admin tool does on the admin socket: write connections it can never read back, grant them to
-/// workflows, issue tokens, and read the audit trail.
+/// workflows, issue tokens, and read the audit trail. Every answer is the domain model, never a wire type.
 public struct CofferAdminClient: Sendable {
-    public let connection: CofferConnection
+    public let socket: CofferSocket
 
     public init(socketPath: String = CofferDefaults.adminSocket, timeout: Duration = .seconds(30)) throws(CofferError) {
-        connection = try CofferConnection(socketPath: socketPath, timeout: timeout)
+        socket = try CofferSocket(socketPath: socketPath, timeout: timeout)
     }
 
     /// The daemon's public key and its id.
     public func publicKey() throws(CofferError) -> (key: [UInt8], id: KeyID) {
-        let result = try call(.getPublicKey(Coffer_V1_GetPublicKeyRequest())) { r throws(CofferError) in
+        let result = try socket.perform(.getPublicKey(Coffer_V1_GetPublicKeyRequest())) { r throws(CofferError) in
             guard case .getPublicKey(let v) = r else { throw unexpected() }
             return v
         }
@@ -26,29 +26,29 @@ public struct CofferAdminClient: Sendable {
 
     /// Seals each value to the daemon's public key and creates the connection.
     @discardableResult
-    public func put(_ ref: ConnectionRef, values: [String: SecretBytes]) throws(CofferError) -> Coffer_V1_ConnectionInfo {
+    public func put(_ ref: ConnectionRef, values: [FieldName: SecretBytes]) throws(CofferError) -> ConnectionInfo {
         var request = Coffer_V1_PutRequest()
         request.connection = ref.description
         (request.keyID, request.fields) = try seal(values)
-        return try call(.put(request)) { r throws(CofferError) in
+        return try socket.perform(.put(request)) { r throws(CofferError) in
             guard case .put(let v) = r else { throw unexpected() }
-            return v.connection
+            return try ConnectionInfo(v.connection)
         }
     }
 
     /// Seals each value and replaces all of the connection's fields; with `expectedVersion`, only if the
     /// connection is at that version.
     @discardableResult
-    public func overwrite(_ ref: ConnectionRef, values: [String: SecretBytes], expectedVersion: UInt64? = nil)
-        throws(CofferError) -> Coffer_V1_ConnectionInfo
+    public func overwrite(_ ref: ConnectionRef, values: [FieldName: SecretBytes], expectedVersion: UInt64? = nil)
+        throws(CofferError) -> ConnectionInfo
     {
         var request = Coffer_V1_OverwriteRequest()
         request.connection = ref.description
         request.expectedVersion = expectedVersion ?? 0
         (request.keyID, request.fields) = try seal(values)
-        return try call(.overwrite(request)) { r throws(CofferError) in
+        return try socket.perform(.overwrite(request)) { r throws(CofferError) in
             guard case .overwrite(let v) = r else { throw unexpected() }
-            return v.connection
+            return try ConnectionInfo(v.connection)
         }
     }
 
@@ -56,13 +56,15 @@ public struct CofferAdminClient: Sendable {
         var request = Coffer_V1_DeleteRequest()
         request.connection = ref.description
         request.expectedVersion = expectedVersion ?? 0
-        try call(.delete(request)) { _ throws(CofferError) in }
+        try socket.perform(.delete(request)) { _ throws(CofferError) in }
     }
 
-    public func list() throws(CofferError) -> [Coffer_V1_ConnectionInfo] {
-        try call(.list(Coffer_V1_ListRequest())) { r throws(CofferError) in
+    public func list() throws(CofferError) -> [ConnectionInfo] {
+        try socket.perform(.list(Coffer_V1_ListRequest())) { r throws(CofferError) in
             guard case .list(let v) = r else { throw unexpected() }
-            return v.connections
+            var infos: [ConnectionInfo] = []
+            for info in v.connections { infos.append(try ConnectionInfo(info)) }
+            return infos
         }
     }
 
@@ -72,7 +74,7 @@ public struct CofferAdminClient: Sendable {
         var request = Coffer_V1_GrantRequest()
         request.workflow = workflow.rawValue
         request.connection = ref.description
-        return try call(.grant(request)) { r throws(CofferError) in
+        return try socket.perform(.grant(request)) { r throws(CofferError) in
             guard case .grant(let v) = r else { throw unexpected() }
             return v.created
         }
@@ -82,93 +84,89 @@ public struct CofferAdminClient: Sendable {
         var request = Coffer_V1_RevokeRequest()
         request.workflow = workflow.rawValue
         request.connection = ref.description
-        try call(.revoke(request)) { _ throws(CofferError) in }
+        try socket.perform(.revoke(request)) { _ throws(CofferError) in }
     }
 
-    /// Issues a token for `workflow`. The token is in the result once; keep it secret.
-    public func issueToken(for workflow: WorkflowName, ttlSeconds: UInt64 = 0, runID: RunID? = nil)
-        throws(CofferError) -> (token: SecretBytes, id: String, expires: Date)
+    /// Issues a token for `workflow`; `ttl` nil for cofferd's default. The token is in the result once; keep
+    /// it secret.
+    public func issueToken(for workflow: WorkflowName, ttl: Duration? = nil, runID: RunID? = nil)
+        throws(CofferError) -> IssuedToken
     {
         var request = Coffer_V1_IssueTokenRequest()
         request.workflow = workflow.rawValue
-        request.ttlSeconds = ttlSeconds
+        request.ttlSeconds = ttl.map { UInt64(max($0.wholeSeconds, 1)) } ?? 0
         request.runID = runID?.rawValue ?? ""
-        let result = try call(.issueToken(request)) { r throws(CofferError) in
+        return try socket.perform(.issueToken(request)) { r throws(CofferError) in
             guard case .issueToken(let v) = r else { throw unexpected() }
-            return v
+            return try IssuedToken(v, workflow: workflow, runID: runID)
         }
-        return (SecretBytes(utf8: result.token), result.tokenID,
-                Date(timeIntervalSince1970: TimeInterval(result.expiresUnixMs) / 1000))
     }
 
-    public func revokeToken(id: String) throws(CofferError) {
+    /// Revokes a token by its id; returns when it was revoked.
+    @discardableResult
+    public func revokeToken(id: TokenID) throws(CofferError) -> Date {
         var request = Coffer_V1_RevokeTokenRequest()
-        request.tokenID = id
-        try call(.revokeToken(request)) { _ throws(CofferError) in }
+        request.tokenID = id.rawValue
+        return try socket.perform(.revokeToken(request)) { r throws(CofferError) in
+            guard case .revokeToken(let v) = r else { throw unexpected() }
+            return Date(unixMillis: v.revokedUnixMs)
+        }
     }
 
-    public func audit(after sequence: UInt64 = 0, limit: UInt32 = 0) throws(CofferError) -> [Coffer_V1_AuditRecord] {
+    /// A page of the audit trail after `sequence`; `limit` 0 for cofferd's page size.
+    public func audit(after sequence: UInt64 = 0, limit: UInt32 = 0) throws(CofferError) -> AuditPage {
         var request = Coffer_V1_AuditRequest()
         request.afterSequence = sequence
         request.limit = limit
-        return try call(.audit(request)) { r throws(CofferError) in
+        return try socket.perform(.audit(request)) { r throws(CofferError) in
             guard case .audit(let v) = r else { throw unexpected() }
-            return v.records
+            return try AuditPage(v)
         }
     }
 
-    public func health() throws(CofferError) -> Coffer_V1_HealthResponse {
-        try connection.health()
+    public func health() throws(CofferError) -> HealthReport {
+        try socket.health()
     }
 
-    private func seal(_ values: [String: SecretBytes]) throws(CofferError) -> (String, [Coffer_V1_SealedField]) {
+    private func seal(_ values: [FieldName: SecretBytes]) throws(CofferError) -> (String, [Coffer_V1_SealedField]) {
         let (key, id) = try publicKey()
         var fields: [Coffer_V1_SealedField] = []
         for (name, value) in values.sorted(by: { $0.key < $1.key }) {
             let sealed = try SealedValue.seal(value, to: key, keyID: id)
             var field = Coffer_V1_SealedField()
-            field.name = try FieldName(name).rawValue
+            field.name = name.rawValue
             field.sealedValue = Data(sealed.ciphertext)
             fields.append(field)
         }
         return (id.hex, fields)
     }
-
-    private func call<R>(_ operation: Coffer_V1_Request.OneOf_Operation,
-                         _ extract: (Coffer_V1_Response.OneOf_Result?) throws(CofferError) -> R) throws(CofferError) -> R
-    {
-        try connection.perform(operation, extract)
-    }
 }
 
 /// What a workflow step does on the worker socket: get the values of a connection its workflow is granted.
 public struct CofferWorkerClient: Sendable {
-    public let connection: CofferConnection
+    public let socket: CofferSocket
 
     public init(socketPath: String = CofferDefaults.workerSocket, timeout: Duration = .seconds(30)) throws(CofferError) {
-        connection = try CofferConnection(socketPath: socketPath, timeout: timeout)
+        socket = try CofferSocket(socketPath: socketPath, timeout: timeout)
     }
 
-    /// The connection's values, by field name, and its version.
-    public func get(_ ref: ConnectionRef, token: SecretBytes) throws(CofferError) -> (version: UInt64, fields: [String: SecretBytes]) {
+    /// The connection's values, with its version.
+    public func get(_ ref: ConnectionRef, token: SecretBytes) throws(CofferError) -> ConnectionValues {
         var request = Coffer_V1_GetRequest()
         request.connection = ref.description
         request.token = token.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
-        let result = try connection.perform(.get(request)) { r throws(CofferError) in
+        return try socket.perform(.get(request)) { r throws(CofferError) in
             guard case .get(let v) = r else { throw unexpected() }
-            return v
+            return try ConnectionValues(v)
         }
-        var fields: [String: SecretBytes] = [:]
-        for field in result.fields { fields[field.name] = SecretBytes(copying: field.value) }
-        return (result.version, fields)
     }
 
-    public func health() throws(CofferError) -> Coffer_V1_HealthResponse {
-        try connection.health()
+    public func health() throws(CofferError) -> HealthReport {
+        try socket.health()
     }
 }
 
-extension CofferConnection {
+extension CofferSocket {
     func perform<R>(_ operation: Coffer_V1_Request.OneOf_Operation,
                     _ extract: (Coffer_V1_Response.OneOf_Result?) throws(CofferError) -> R) throws(CofferError) -> R
     {
@@ -180,10 +178,10 @@ extension CofferConnection {
     }
 
     /// Asks whether cofferd is serving; both sockets answer.
-    public func health() throws(CofferError) -> Coffer_V1_HealthResponse {
+    public func health() throws(CofferError) -> HealthReport {
         try perform(.health(Coffer_V1_HealthRequest())) { r throws(CofferError) in
             guard case .health(let v) = r else { throw unexpected() }
-            return v
+            return try HealthReport(v)
         }
     }
 }

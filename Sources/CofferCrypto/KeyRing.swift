@@ -1,28 +1,6 @@
 internal import CSodium
 import CofferCore
 
-/// Identifies the master key a public key or a ciphertext belongs to: the first 8 bytes of the BLAKE2b hash of
-/// the sealing public key, shown as 16 hex digits. Public; it lets a later key rotation tell keys apart without
-/// a format change.
-public struct KeyID: Hashable, Sendable, CustomStringConvertible {
-    /// The id's length in bytes.
-    public static let length = 8
-    public let bytes: [UInt8]
-
-    public init?(bytes: some Collection<UInt8>) {
-        guard bytes.count == Self.length else { return nil }
-        self.bytes = Array(bytes)
-    }
-
-    public init?(hex: String) {
-        guard let bytes = Hex.decode(hex) else { return nil }
-        self.init(bytes: bytes)
-    }
-
-    public var hex: String { Hex.encode(bytes) }
-    public var description: String { hex }
-}
-
 /// The keys derived from the master key with `crypto_kdf_derive_from_key`, one subkey per purpose:
 /// the X25519 keypair admins seal values to, the key that encrypts values at rest, the key that hashes
 /// workflow tokens, and the key behind the store's key check value.

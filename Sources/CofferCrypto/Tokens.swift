@@ -4,8 +4,8 @@ import CofferCore
 /// A workflow token as issued: `cft_<id>_<secret>`. The id is public (it names the token for revocation and
 /// in the audit trail); the whole token is secret and is stored only as a keyed hash.
 public struct TokenMaterial: Sendable {
-    /// 16 hex digits.
-    public let id: String
+    /// Public: names the token for revocation and in the audit trail.
+    public let id: TokenID
     /// The whole token, shown to the admin once.
     public let token: SecretBytes
 
@@ -14,10 +14,10 @@ public struct TokenMaterial: Sendable {
     /// A new token with a random id and 32 random secret bytes.
     public static func generate() -> TokenMaterial {
         Sodium.ensureReady()
-        let id = Hex.encode(SecureRandom.bytes(8))
+        let idText = Hex.encode(SecureRandom.bytes(TokenID.length / 2))
         let secret = SecureRandom.secret(32)
         let encodedLength = Int(sodium_base64_encoded_len(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING))
-        let head = Array((prefix + id + "_").utf8)
+        let head = Array((prefix + idText + "_").utf8)
         let token = SecretBytes(count: head.count + encodedLength - 1) { out in
             out.copyBytes(from: head)
             // sodium_bin2base64 writes a terminating NUL: encode into a scratch buffer one byte longer.
@@ -34,21 +34,20 @@ public struct TokenMaterial: Sendable {
                     .copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch[0..<(encodedLength - 1)]))
             }
         }
-        return TokenMaterial(id: id, token: token)
+        // 16 lowercase hex digits by construction.
+        return TokenMaterial(id: try! TokenID(idText), token: token)
     }
 
     /// The id of a presented token, or nil when it is not shaped like one. Reads only the public prefix.
-    public static func id(of token: SecretBytes) -> String? {
-        token.withUnsafeBytes { bytes -> String? in
+    public static func id(of token: SecretBytes) -> TokenID? {
+        token.withUnsafeBytes { bytes -> TokenID? in
             let head = Array(prefix.utf8)
-            let idLength = 16
+            let idLength = TokenID.length
             guard bytes.count > head.count + idLength + 1,
                   Array(bytes[0..<head.count]) == head,
                   bytes[head.count + idLength] == UInt8(ascii: "_")
             else { return nil }
-            let id = String(decoding: bytes[head.count..<(head.count + idLength)], as: UTF8.self)
-            guard Hex.decode(id) != nil, id == id.lowercased() else { return nil }
-            return id
+            return try? TokenID(String(decoding: bytes[head.count..<(head.count + idLength)], as: UTF8.self))
         }
     }
 }

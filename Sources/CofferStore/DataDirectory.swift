@@ -66,7 +66,7 @@ public struct DataDirectory: Sendable {
                 throw CofferError(.failedPrecondition,
                                   "no data directory at \(path); create it with: cofferd init --data-dir \(path)")
             }
-            throw CofferError(.failedPrecondition, "cannot read data directory \(path): \(String(cString: strerror(err)))")
+            throw CofferError(.failedPrecondition, "cannot read data directory \(path): \(SystemError(err).description)")
         }
         guard info.st_mode & S_IFMT == S_IFDIR else {
             throw CofferError(.failedPrecondition, "data directory \(path) is not a directory")
@@ -102,13 +102,13 @@ public struct DataDirectory: Sendable {
             }
             if mkdir(path, 0o700) != 0, errno != EEXIST {
                 throw CofferError(.failedPrecondition,
-                                  "cannot create data directory \(path): \(String(cString: strerror(errno)))")
+                                  "cannot create data directory \(path): \(SystemError.current.description)")
             }
         }
         // mkdir's mode is filtered by the umask; set it exactly.
         guard chmod(path, 0o700) == 0 else {
             throw CofferError(.failedPrecondition,
-                              "cannot set mode 0700 on \(path): \(String(cString: strerror(errno)))")
+                              "cannot set mode 0700 on \(path): \(SystemError.current.description)")
         }
     }
 
@@ -121,7 +121,7 @@ public struct DataDirectory: Sendable {
             guard lstat(file, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
             guard chmod(file, 0o600) == 0 else {
                 throw CofferError(.failedPrecondition,
-                                  "cannot set mode 0600 on \(file): \(String(cString: strerror(errno)))")
+                                  "cannot set mode 0600 on \(file): \(SystemError.current.description)")
             }
         }
         FileSystem.syncDirectory(containing: (path as NSString).appendingPathComponent(Self.storeFileName))
@@ -147,7 +147,7 @@ extension DataDirectory {
         let path = (self.path as NSString).appendingPathComponent(Self.lockFileName)
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else {
-            throw CofferError(.failedPrecondition, "cannot open lock file \(path): \(String(cString: strerror(errno)))")
+            throw CofferError(.failedPrecondition, "cannot open lock file \(path): \(SystemError.current.description)")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let err = errno
@@ -156,7 +156,7 @@ extension DataDirectory {
                 throw CofferError(.failedPrecondition,
                                   "another cofferd is serving \(self.path) (it holds \(path)); stop it first")
             }
-            throw CofferError(.failedPrecondition, "cannot lock \(path): \(String(cString: strerror(err)))")
+            throw CofferError(.failedPrecondition, "cannot lock \(path): \(SystemError(err).description)")
         }
         return DirectoryLock(fd: fd)
     }

@@ -4,15 +4,26 @@ import Foundation
 public struct StoreConfiguration: Sendable {
     /// The data directory: mode 0700, holding the LMDB files (0600) and, by default, the key file.
     public var directory: String
-    /// The most the LMDB file may grow to, in bytes. The map is reserved address space, not disk, so the
-    /// default is generous: 1 GiB. A write past it fails with RESOURCE_EXHAUSTED and changes nothing.
+    /// The most the store may hold, in bytes: its map grows up to this while cofferd serves. A write past it
+    /// fails with RESOURCE_EXHAUSTED and changes nothing, except that deletes and revocations may use
+    /// `reserve` beyond it, so that room can always be made.
     public var mapSize: Int
+    /// The map's size when the store opens (raised to what the file already holds).
+    public var initialMapSize: Int {
+        min(mapSize, Self.defaultInitialMapSize)
+    }
+    /// What deletes and revocations may use beyond `mapSize` when the map is full.
+    public var reserve: Int {
+        max(Self.minimumReserve, mapSize / 64)
+    }
     /// Bounds on what one connection and one token may be.
     public var limits: StoreLimits
     /// The source of the current time; tests move it to expire tokens.
     public var clock: @Sendable () -> Date
 
     public static let defaultMapSize = 1 << 30
+    static let defaultInitialMapSize = 64 << 20
+    static let minimumReserve = 1 << 20
 
     public init(
         directory: String,

@@ -1,3 +1,4 @@
+import CofferCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,10 +10,10 @@ public enum UnixSocket {
     public static let maxPathLength = 107
 
     /// A connected descriptor, or the errno of the failure.
-    public static func connect(_ path: String) -> Result<Int32, UnixSocketError> {
-        guard path.utf8.count <= maxPathLength else { return .failure(UnixSocketError(code: ENAMETOOLONG)) }
+    public static func connect(_ path: String) -> Result<Int32, SystemError> {
+        guard path.utf8.count <= maxPathLength else { return .failure(SystemError(ENAMETOOLONG)) }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return .failure(UnixSocketError(code: errno)) }
+        guard fd >= 0 else { return .failure(SystemError(errno)) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8) }
@@ -24,7 +25,7 @@ public enum UnixSocket {
         guard connected == 0 else {
             let code = errno
             close(fd)
-            return .failure(UnixSocketError(code: code))
+            return .failure(SystemError(code))
         }
         return .success(fd)
     }
@@ -35,10 +36,4 @@ public enum UnixSocket {
         close(fd)
         return true
     }
-}
-
-/// Why a Unix socket could not be connected: an errno value.
-public struct UnixSocketError: Error, Sendable {
-    public let code: Int32
-    public var description: String { String(cString: strerror(code)) }
 }

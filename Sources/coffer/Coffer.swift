@@ -1,5 +1,6 @@
 import ArgumentParser
 import CofferClient
+import CofferCommandLine
 import CofferCore
 import CofferCrypto
 import CofferWire
@@ -13,15 +14,18 @@ struct Coffer: ParsableCommand {
         discussion: """
             Values are read from stdin or a file as a JSON object of strings, sealed to cofferd's public key, and \
             never read back by admins. Workers get them with a workflow token from COFFER_TOKEN or --token-file.
-            Exit status: 0 ok, 2 invalid argument, 3 not found, 4 already exists, 5 permission denied, \
-            6 unauthenticated, 7 failed precondition, 8 resource exhausted, 9 unavailable, 10 data loss, \
-            11 deadline exceeded, 1 other, 64 usage.
+            \(ErrorReporter.exitStatusHelp)
             """,
         subcommands: [
             Put.self, Overwrite.self, Delete.self, List.self, Grant.self, Revoke.self, Token.self, Audit.self,
             Health.self, Get.self,
         ]
     )
+
+    static let reporter = ErrorReporter(tool: "coffer") { error in
+        guard error.code == .unavailable, error.message.hasPrefix("cannot connect") else { return nil }
+        return "start cofferd, or point COFFER_ADMIN_SOCKET / COFFER_WORKER_SOCKET at its sockets"
+    }
 }
 
 /// The sockets, from options, the environment or the host defaults.
@@ -44,7 +48,7 @@ struct ValueInput: ParsableArguments {
     /// The largest input read: a connection at its limits, JSON-escaped.
     static let maxInputBytes = 8 * 1024 * 1024
 
-    func read() throws(CofferError) -> [String: SecretBytes] {
+    func read() throws(CofferError) -> [FieldName: SecretBytes] {
         let source = fromFile ?? "stdin"
         let data: Data
         do {
@@ -70,12 +74,12 @@ struct ValueInput: ParsableArguments {
             throw CofferError(.invalidArgument, shape)
         }
         guard !object.isEmpty else { throw CofferError(.invalidArgument, "\(source) names no fields") }
-        var values: [String: SecretBytes] = [:]
+        var values: [FieldName: SecretBytes] = [:]
         for (name, value) in object {
             guard let text = value as? String else {
                 throw CofferError(.invalidArgument, "field \(try FieldName(name)) is not a string; \(shape)")
             }
-            values[try FieldName(name).rawValue] = SecretBytes(utf8: text)
+            values[try FieldName(name)] = SecretBytes(utf8: text)
         }
         return values
     }
@@ -95,7 +99,7 @@ extension Coffer {
                 let ref = try ConnectionRef(parsing: connection)
                 let values = try input.read()
                 let info = try sockets.admin().put(ref, values: values)
-                print("put \(info.connection) version \(info.version) with fields \(info.fields.joined(separator: ", "))")
+                print("put \(info.ref) version \(info.version) with fields \(info.fields.map(\.rawValue).joined(separator: ", "))")
             }
         }
     }
@@ -115,7 +119,7 @@ extension Coffer {
                 let ref = try ConnectionRef(parsing: connection)
                 let values = try input.read()
                 let info = try sockets.admin().overwrite(ref, values: values, expectedVersion: expectVersion)
-                print("overwrote \(info.connection), now version \(info.version)")
+                print("overwrote \(info.ref), now version \(info.version)")
             }
         }
     }
@@ -148,16 +152,17 @@ extension Coffer {
                 let connections = try sockets.admin().list()
                 if json {
                     printJSON(connections.map { info -> [String: Any] in
-                        ["connection": info.connection, "fields": info.fields, "version": info.version,
-                         "created": iso8601(info.createdUnixMs), "updated": iso8601(info.updatedUnixMs),
-                         "grants": info.grants]
+                        ["connection": info.ref.description, "fields": info.fields.map(\.rawValue),
+                         "version": info.version, "created": info.created.formatted(.iso8601),
+                         "updated": info.updated.formatted(.iso8601), "grants": info.grants.map(\.rawValue)]
                     })
                     return
                 }
                 var rows = [["CONNECTION", "VERSION", "FIELDS", "GRANTS", "UPDATED"]]
                 for info in connections {
-                    rows.append([info.connection, "\(info.version)", info.fields.joined(separator: ","),
-                                 info.grants.isEmpty ? "-" : info.grants.joined(separator: ","), iso8601(info.updatedUnixMs)])
+                    let grants = info.grants.map(\.rawValue).joined(separator: ",")
+                    rows.append([info.ref.description, "\(info.version)", info.fields.map(\.rawValue).joined(separator: ","),
+                                 dash(grants), info.updated.formatted(.iso8601)])
                 }
                 printTable(rows)
             }
@@ -216,7 +221,7 @@ extension Coffer {
             @OptionGroup var sockets: SocketOptions
 
             func validate() throws {
-                if let ttl, parseDuration(ttl) == nil {
+                if let ttl, parseDuration(ttl) == nil || parseDuration(ttl)! > .seconds(30 * 24 * 3600) {
                     throw ValidationError("--ttl must be a number of seconds or a number with s, m, h or d, such as 15m")
                 }
             }
@@ -225,12 +230,11 @@ extension Coffer {
                 try reporting {
                     let name = try WorkflowName(workflow)
                     let run = try runID.map { text throws(CofferError) in try RunID(text) }
-                    let issued = try sockets.admin().issueToken(for: name, ttlSeconds: ttl.flatMap(parseDuration) ?? 0,
-                                                                runID: run)
+                    let issued = try sockets.admin().issueToken(for: name, ttl: ttl.flatMap(parseDuration), runID: run)
                     let token = issued.token.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
                     if json {
-                        printJSON(["token": token, "id": issued.id,
-                                   "expires": issued.expires.formatted(.iso8601)] as [String: Any])
+                        printJSON(["token": token, "id": issued.info.id.rawValue,
+                                   "expires": issued.info.expires.formatted(.iso8601)] as [String: Any])
                     } else {
                         print(token)
                     }
@@ -246,8 +250,9 @@ extension Coffer {
 
             func run() throws {
                 try reporting {
-                    try sockets.admin().revokeToken(id: id)
-                    print("revoked token \(id)")
+                    let tokenID = try TokenID(id)
+                    try sockets.admin().revokeToken(id: tokenID)
+                    print("revoked token \(tokenID)")
                 }
             }
         }
@@ -263,21 +268,23 @@ extension Coffer {
 
         func run() throws {
             try reporting {
-                let records = try sockets.admin().audit(after: after, limit: limit)
+                let records = try sockets.admin().audit(after: after, limit: limit).records
                 if json {
                     printJSON(records.map { r -> [String: Any] in
-                        ["sequence": r.sequence, "time": iso8601(r.timeUnixMs), "socket": r.socket,
-                         "operation": r.operation, "connection": r.connection, "workflow": r.workflow,
-                         "token_id": r.tokenID, "run_id": r.runID, "peer_uid": r.peerUid, "peer_pid": r.peerPid,
-                         "outcome": "\(r.outcome)"]
+                        ["sequence": r.sequence, "time": r.time.formatted(.iso8601), "socket": r.socket.rawValue,
+                         "operation": r.action.name, "connection": r.connection?.description ?? "",
+                         "workflow": r.workflow?.rawValue ?? "", "token_id": r.tokenID?.rawValue ?? "",
+                         "run_id": r.runID?.rawValue ?? "", "peer_uid": r.peerUID, "peer_pid": r.peerPID,
+                         "outcome": r.outcome.name, "count": r.count]
                     })
                     return
                 }
-                var rows = [["SEQ", "TIME", "SOCKET", "OPERATION", "CONNECTION", "WORKFLOW", "TOKEN", "RUN", "UID", "PID", "OUTCOME"]]
+                var rows = [["SEQ", "TIME", "SOCKET", "OPERATION", "CONNECTION", "WORKFLOW", "TOKEN", "RUN", "UID", "PID",
+                             "OUTCOME", "COUNT"]]
                 for r in records {
-                    rows.append(["\(r.sequence)", iso8601(r.timeUnixMs), r.socket, r.operation, dash(r.connection),
-                                 dash(r.workflow), dash(r.tokenID), dash(r.runID), "\(r.peerUid)", "\(r.peerPid)",
-                                 "\(r.outcome)"])
+                    rows.append(["\(r.sequence)", r.time.formatted(.iso8601), r.socket.rawValue, r.action.name,
+                                 dash(r.connection?.description), dash(r.workflow?.rawValue), dash(r.tokenID?.rawValue),
+                                 dash(r.runID?.rawValue), "\(r.peerUID)", "\(r.peerPID)", r.outcome.name, "\(r.count)"])
                 }
                 printTable(rows)
             }
@@ -293,8 +300,13 @@ extension Coffer {
             try reporting {
                 let admin = try sockets.admin().health()
                 let worker = try sockets.worker().health()
-                print("admin socket: \(admin.status) (key \(admin.keyID))")
-                print("worker socket: \(worker.status) (key \(worker.keyID))")
+                for (socket, report) in [("admin", admin), ("worker", worker)] {
+                    let reason = report.reason.map { ": \($0)" } ?? ""
+                    print("\(socket) socket: \(report.serving ? "serving" : "not serving")\(reason) (key \(report.keyID))")
+                }
+                if !admin.serving || !worker.serving {
+                    throw CofferError(.unavailable, "cofferd is not serving")
+                }
             }
         }
     }
@@ -316,7 +328,7 @@ extension Coffer {
                 let token = try readToken()
                 let result = try sockets.worker().get(ref, token: token)
                 if let fieldName {
-                    guard let value = result.fields[fieldName.rawValue] else {
+                    guard let value = result.fields[fieldName] else {
                         throw CofferError(.notFound, "connection \(ref) has no field \(fieldName)")
                     }
                     value.withUnsafeBytes { FileHandle.standardOutput.write(Data($0)) }
@@ -327,7 +339,7 @@ extension Coffer {
                     guard let text = value.withUnsafeBytes({ String(validating: $0, as: UTF8.self) }) else {
                         throw CofferError(.failedPrecondition, "field \(name) is not UTF-8 text; print it with --field \(name)")
                     }
-                    object[name] = text
+                    object[name.rawValue] = text
                 }
                 printJSON(object)
             }
@@ -349,34 +361,12 @@ extension Coffer {
     }
 }
 
-/// Runs a command body, printing a Coffer error in one voice and exiting with its kind's status.
+/// Runs a command body, reporting a Coffer error in the command lines' one voice.
 func reporting(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let error as CofferError {
-        var message = "coffer: error: \(error.message)\n"
-        if error.code == .unavailable, error.message.contains("cannot connect") {
-            message += "coffer: hint: start cofferd, or point COFFER_ADMIN_SOCKET / COFFER_WORKER_SOCKET at its sockets\n"
-        }
-        FileHandle.standardError.write(Data(message.utf8))
-        throw ExitCode(error.code.exitStatus)
-    }
+    try Coffer.reporter.run(body)
 }
 
-func parseDuration(_ text: String) -> UInt64? {
-    let units: [Character: UInt64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-    if let last = text.last, let unit = units[last], let n = UInt64(text.dropLast()), n > 0 {
-        return n.multipliedReportingOverflow(by: unit).overflow ? nil : n * unit
-    }
-    if let n = UInt64(text), n > 0 { return n }
-    return nil
-}
-
-func iso8601(_ millis: Int64) -> String {
-    Date(timeIntervalSince1970: TimeInterval(millis) / 1000).formatted(.iso8601)
-}
-
-func dash(_ text: String) -> String { text.isEmpty ? "-" : text }
+func dash(_ text: String?) -> String { text.map { $0.isEmpty ? "-" : $0 } ?? "-" }
 
 func printJSON(_ value: Any) {
     let data = (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data("null".utf8)

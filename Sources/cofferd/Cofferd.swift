@@ -1,4 +1,5 @@
 import ArgumentParser
+import CofferCommandLine
 import CofferCore
 import CofferCrypto
 import CofferStore
@@ -10,8 +11,11 @@ struct Cofferd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cofferd",
         abstract: "The Coffer secrets daemon: sealed connection values for workflow steps.",
+        discussion: ErrorReporter.exitStatusHelp,
         subcommands: [Init.self, Status.self, Serve.self]
     )
+
+    static let reporter = ErrorReporter(tool: "cofferd")
 }
 
 /// Options every subcommand that touches a data directory shares.
@@ -24,7 +28,7 @@ struct DataOptions: ParsableArguments {
                                discussion: "For systemd credentials, pass ${CREDENTIALS_DIRECTORY}/NAME; for Kubernetes, a file in a secret volume with defaultMode 0400."))
     var keyFile: String?
 
-    @Option(name: .customLong("map-size"), help: "The largest the store may grow to, in MiB.")
+    @Option(name: .customLong("map-size"), help: "The most the store may hold, in MiB; its map grows up to it.")
     var mapSizeMiB: Int = StoreConfiguration.defaultMapSize >> 20
 
     func validate() throws {
@@ -38,7 +42,6 @@ struct DataOptions: ParsableArguments {
     }
 }
 
-
 extension Cofferd {
     struct Init: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -49,7 +52,7 @@ extension Cofferd {
         @OptionGroup var data: DataOptions
 
         func run() throws {
-            try reportingErrors {
+            try Cofferd.reporter.run {
                 let store = try DataDirectory(data.dataDirectory)
                     .initialize(keyFile: data.keyFile, configuration: data.storeConfiguration)
                 defer { store.close() }
@@ -67,7 +70,7 @@ extension Cofferd {
         @OptionGroup var data: DataOptions
 
         func run() throws {
-            try reportingErrors {
+            try Cofferd.reporter.run {
                 let store = try DataDirectory(data.dataDirectory)
                     .open(keyFile: data.keyFile, configuration: data.storeConfiguration)
                 defer { store.close() }
@@ -79,6 +82,7 @@ extension Cofferd {
                 print("connections: \(status.connections)")
                 print("grants: \(status.grants)")
                 print("tokens: \(status.tokens)")
+                print("audit records: \(status.auditRecords) (records of the last second of a serving cofferd may still be in its journal)")
                 print("map: \(status.usedBytes >> 10) KiB used of \(status.mapSize >> 20) MiB")
                 print("secret memory locked: \(SecureMemory.canLock() ? "yes" : "no (raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)")")
             }
@@ -89,26 +93,4 @@ extension Cofferd {
 func printKeys(_ keys: KeyRing) {
     print("key id: \(keys.keyID)")
     print("public key: \(Data(keys.publicKey).base64EncodedString())")
-}
-
-/// Prints a Coffer error in the daemon's voice and exits non-zero; anything else goes to ArgumentParser.
-func reportingErrors(_ body: () throws -> Void) throws {
-    do {
-        try body()
-    } catch let error as CofferError {
-        throw report(error)
-    }
-}
-
-func reportingErrors(_ body: () async throws -> Void) async throws {
-    do {
-        try await body()
-    } catch let error as CofferError {
-        throw report(error)
-    }
-}
-
-private func report(_ error: CofferError) -> ExitCode {
-    FileHandle.standardError.write(Data("cofferd: error: \(error.message)\n".utf8))
-    return ExitCode(error.code.exitStatus)
 }

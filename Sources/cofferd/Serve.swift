@@ -11,7 +11,13 @@ import ServiceLifecycle
 extension Cofferd {
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Serve the admin and worker sockets until SIGTERM or SIGINT.")
+            abstract: "Serve the admin and worker sockets until SIGTERM, SIGINT or SIGHUP.",
+            discussion: "On any of them cofferd stops reading, answers every request it has read, and stops.")
+
+        /// Where every option's default comes from.
+        private static let defaults = ServerConfiguration(
+            adminSocket: SocketConfiguration(path: CofferDefaults.adminSocket, mode: 0o600),
+            workerSocket: SocketConfiguration(path: CofferDefaults.workerSocket, mode: 0o660))
 
         @OptionGroup var data: DataOptions
 
@@ -20,10 +26,10 @@ extension Cofferd {
         var initIfMissing = false
 
         @Option(name: .customLong("admin-socket"), help: "The admin socket's path.")
-        var adminSocket: String = CofferDefaults.adminSocket
+        var adminSocket: String = defaults.adminSocket.path
 
         @Option(name: .customLong("admin-socket-mode"), help: "The admin socket's mode: 0600 or 0660.")
-        var adminSocketMode: String = "0600"
+        var adminSocketMode: String = "0" + String(defaults.adminSocket.mode, radix: 8)
 
         @Option(name: .customLong("admin-socket-group"), help: "Give the admin socket this group (a name or gid).")
         var adminSocketGroup: String?
@@ -33,28 +39,50 @@ extension Cofferd {
         var adminUIDs: [UInt32] = []
 
         @Option(name: .customLong("worker-socket"), help: "The worker socket's path.")
-        var workerSocket: String = CofferDefaults.workerSocket
+        var workerSocket: String = defaults.workerSocket.path
 
-        @Option(name: .customLong("worker-socket-mode"), help: "The worker socket's mode, in octal.")
-        var workerSocketMode: String = "0660"
+        @Option(name: .customLong("worker-socket-mode"), help: "The worker socket's mode, in octal, at most 0660.")
+        var workerSocketMode: String = "0" + String(defaults.workerSocket.mode, radix: 8)
 
         @Option(name: .customLong("worker-socket-group"), help: "Give the worker socket this group (a name or gid).")
         var workerSocketGroup: String?
 
-        @Option(name: .customLong("max-connections"), help: "The most connections served at once.")
-        var maxConnections: Int = 256
+        @Option(name: .customLong("worker-uid"),
+                help: "Allow only these uids (and --worker-gid's) on the worker socket; repeat for several.")
+        var workerUIDs: [UInt32] = []
 
-        @Option(name: .customLong("max-frame-size"), help: "The largest frame read, in bytes.")
-        var maxFrameSize: Int = Framing.defaultMaxFrameSize
+        @Option(name: .customLong("worker-gid"),
+                help: "Allow only clients whose primary gid is one of these (and --worker-uid's) on the worker socket.")
+        var workerGIDs: [UInt32] = []
 
-        @Option(name: .customLong("idle-timeout"), help: "Close a connection silent this many seconds.")
-        var idleTimeout: Int = 300
+        @Option(name: .customLong("max-admin-clients"), help: "The most clients served at once on the admin socket.")
+        var maxAdminClients: Int = defaults.maxAdminClients
 
-        @Option(name: .customLong("read-timeout"), help: "Close a connection whose frame is not complete within this many seconds.")
-        var readTimeout: Int = 10
+        @Option(name: .customLong("max-worker-clients"),
+                help: "The most clients served at once on the worker socket; when full, the one idle the longest makes room.")
+        var maxWorkerClients: Int = defaults.maxWorkerClients
 
-        @Option(name: .customLong("shutdown-grace"), help: "On SIGTERM, give requests in flight this many seconds.")
-        var shutdownGrace: Int = 10
+        @Option(name: .customLong("max-worker-clients-per-uid"), help: "The most worker-socket clients of one uid.")
+        var maxWorkerClientsPerUID: Int = defaults.maxWorkerClientsPerUID
+
+        @Option(name: .customLong("max-frame-size"), help: "The largest frame read on the admin socket, in bytes.")
+        var maxFrameSize: Int = defaults.maxFrameSize
+
+        @Option(name: .customLong("idle-timeout"),
+                help: "Close a client that makes no request but Health for this many seconds.")
+        var idleTimeout: Int = Int(defaults.idleTimeout.wholeSeconds)
+
+        @Option(name: .customLong("read-timeout"),
+                help: "Close a client whose frame is not complete within this many seconds.")
+        var readTimeout: Int = Int(defaults.readTimeout.wholeSeconds)
+
+        @Option(name: .customLong("write-timeout"),
+                help: "Close a client that takes none of its answers for this many seconds.")
+        var writeTimeout: Int = Int(defaults.writeTimeout.wholeSeconds)
+
+        @Option(name: .customLong("shutdown-grace"),
+                help: "On SIGTERM, give clients this many seconds to take their answers.")
+        var shutdownGrace: Int = Int(defaults.shutdownGrace.wholeSeconds)
 
         @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
         var logLevel: String = "info"
@@ -63,11 +91,14 @@ extension Cofferd {
             guard let mode = UInt32(adminSocketMode, radix: 8), mode == 0o600 || mode == 0o660 else {
                 throw ValidationError("--admin-socket-mode must be 0600 or 0660: the admin socket is never open to others")
             }
-            guard let mode = UInt32(workerSocketMode, radix: 8), mode <= 0o777, mode & 0o600 == 0o600 else {
-                throw ValidationError("--worker-socket-mode must be an octal mode that lets the owner read and write, such as 0660")
+            guard let mode = UInt32(workerSocketMode, radix: 8), mode & ~0o660 == 0, mode & 0o600 == 0o600 else {
+                throw ValidationError("--worker-socket-mode must be 0600 or 0660 (or 0620, 0640): the worker socket is never open to others; use --worker-socket-group")
             }
-            for (name, value) in [("max-connections", maxConnections), ("max-frame-size", maxFrameSize),
-                                  ("idle-timeout", idleTimeout), ("read-timeout", readTimeout)] where value < 1 {
+            for (name, value) in [("max-admin-clients", maxAdminClients), ("max-worker-clients", maxWorkerClients),
+                                  ("max-worker-clients-per-uid", maxWorkerClientsPerUID), ("max-frame-size", maxFrameSize),
+                                  ("idle-timeout", idleTimeout), ("read-timeout", readTimeout),
+                                  ("write-timeout", writeTimeout)] where value < 1
+            {
                 throw ValidationError("--\(name) must be at least 1")
             }
             guard shutdownGrace >= 0 else { throw ValidationError("--shutdown-grace must not be negative") }
@@ -81,8 +112,14 @@ extension Cofferd {
             umask(0o077)
             var logger = Logger(label: "cofferd")
             logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-            try await reportingErrors {
+            try await Cofferd.reporter.run {
                 try ProcessProtection.apply()
+                let configuration = try serverConfiguration()
+                let files = ProcessProtection.raiseFileLimit()
+                if files < configuration.maxAdminClients + configuration.maxWorkerClients + 64 {
+                    logger.warning("the open-file limit is below the client limits; raise it (ulimit -n, LimitNOFILE)",
+                                   metadata: ["limit": "\(files)"])
+                }
                 let directory = DataDirectory(data.dataDirectory)
                 // Without a store, initialise one; initialize refuses to replace a key left there.
                 if initIfMissing, !directory.holdsStore {
@@ -90,31 +127,58 @@ extension Cofferd {
                     logger.notice("initialised a new store", metadata: ["data_dir": "\(data.dataDirectory)"])
                 }
                 let lock = try directory.lock()
+                defer { withExtendedLifetime(lock) {} }
                 let store = try directory.open(keyFile: data.keyFile, configuration: data.storeConfiguration)
-                defer {
-                    // LMDB closes last, after the server has stopped and written its audit records.
-                    store.close()
-                    withExtendedLifetime(lock) {}
-                }
+                defer { store.close() }
                 if !SecureMemory.canLock() {
                     logger.warning("secret memory cannot be locked into RAM; raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK")
                 }
-                var configuration = ServerConfiguration(
-                    adminSocket: SocketConfiguration(path: adminSocket, mode: mode_t(adminSocketMode, radix: 8)!,
-                                                     group: try adminSocketGroup.map(Self.group)),
-                    workerSocket: SocketConfiguration(path: workerSocket, mode: mode_t(workerSocketMode, radix: 8)!,
-                                                      group: try workerSocketGroup.map(Self.group)))
-                if !adminUIDs.isEmpty { configuration.adminUIDs = Set(adminUIDs) }
-                configuration.maxConnections = maxConnections
-                configuration.maxFrameSize = maxFrameSize
-                configuration.idleTimeout = .seconds(idleTimeout)
-                configuration.readTimeout = .seconds(readTimeout)
-                configuration.shutdownGrace = .seconds(shutdownGrace)
-                let server = CofferServer(configuration: configuration, store: store, logger: logger)
-                let group = ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint],
-                                         cancellationSignals: [], logger: logger)
-                try await group.run()
+                try await serve(store: store, configuration: configuration, logger: logger)
             }
+        }
+
+        /// Runs the services until a signal stops them: the store first up and last down.
+        private func serve(store: ConnectionStore, configuration: ServerConfiguration, logger: Logger) async throws {
+            let writer = WriterReference()
+            let (journal, recovery) = try AuditJournal.open(store: store, onThreshold: { writer.queue?.requestFold() })
+            if recovery.records > 0 || recovery.droppedBytes > 0 {
+                logger.notice("audit journal recovered", metadata: [
+                    "records": "\(recovery.records)", "torn_bytes_dropped": "\(recovery.droppedBytes)"])
+            }
+            let commits = CommitQueue(store: store, journal: journal) { message, error in
+                logger.error("\(message)", metadata: ["error": "\(error.message)", "cause": "\(error.causeDescription)"])
+            }
+            writer.queue = commits
+            defer { commits.stop() }
+            let services: [any Service] = [
+                StoreService(store: store, commits: commits, logger: logger),
+                AuditWriterService(commits: commits, logger: logger),
+                TokenJanitor(commits: commits, retention: configuration.tokenRetention, logger: logger),
+                CofferServer(configuration: configuration, store: store, journal: journal, commits: commits, logger: logger),
+            ]
+            let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint, .sighup],
+                                     cancellationSignals: [], logger: logger)
+            try await group.run()
+        }
+
+        private func serverConfiguration() throws(CofferError) -> ServerConfiguration {
+            var configuration = Self.defaults
+            configuration.adminSocket = SocketConfiguration(
+                path: adminSocket, mode: mode_t(adminSocketMode, radix: 8)!, group: try adminSocketGroup.map(Self.group))
+            configuration.workerSocket = SocketConfiguration(
+                path: workerSocket, mode: mode_t(workerSocketMode, radix: 8)!, group: try workerSocketGroup.map(Self.group))
+            if !adminUIDs.isEmpty { configuration.adminUIDs = Set(adminUIDs) }
+            configuration.workerUIDs = Set(workerUIDs)
+            configuration.workerGIDs = Set(workerGIDs)
+            configuration.maxAdminClients = maxAdminClients
+            configuration.maxWorkerClients = maxWorkerClients
+            configuration.maxWorkerClientsPerUID = maxWorkerClientsPerUID
+            configuration.maxFrameSize = maxFrameSize
+            configuration.idleTimeout = .seconds(idleTimeout)
+            configuration.readTimeout = .seconds(readTimeout)
+            configuration.writeTimeout = .seconds(writeTimeout)
+            configuration.shutdownGrace = .seconds(shutdownGrace)
+            return configuration
         }
 
         /// A group given by name or number.
@@ -126,4 +190,10 @@ extension Cofferd {
             return entry.pointee.gr_gid
         }
     }
+}
+
+/// Lets the journal, made before the writer, ask the writer to fold.
+private final class WriterReference: @unchecked Sendable {
+    // Set once, before the services start; read by the journal afterwards.
+    var queue: CommitQueue?
 }

@@ -57,7 +57,7 @@ import Testing
     @Test func tokensAreShapedAndHashedWithTheKey() {
         let keys = randomKeyRing()
         let token = TokenMaterial.generate()
-        #expect(token.id.count == 16)
+        #expect(token.id.rawValue.count == 16)
         #expect(TokenMaterial.id(of: token.token) == token.id)
         #expect(token.token.testText.hasPrefix("cft_\(token.id)_"))
         #expect(keys.tokenDigest(token.token) == keys.tokenDigest(token.token))

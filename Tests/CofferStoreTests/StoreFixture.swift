@@ -50,13 +50,13 @@ final class StoreFixture: @unchecked Sendable {
     /// The raw stored record of a connection.
     func rawRecord(_ ref: String) throws -> Coffer_Storage_V1_ConnectionRecord {
         try store.env.read { txn in
-            try Coffer_Storage_V1_ConnectionRecord(serializedBytes: try txn.get(store.connections, Array(ref.utf8))!)
+            try Coffer_Storage_V1_ConnectionRecord(serializedBytes: try txn.get(store.tables.connections.db, Array(ref.utf8))!)
         }
     }
 
     func replaceRawRecord(_ ref: String, _ record: Coffer_Storage_V1_ConnectionRecord) throws {
         try store.env.write { txn in
-            try txn.put(store.connections, Array(ref.utf8), try record.serializedBytes())
+            try txn.put(store.tables.connections.db, Array(ref.utf8), try record.serializedBytes())
         }
     }
 

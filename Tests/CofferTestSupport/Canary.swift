@@ -1,3 +1,4 @@
+import CofferCore
 import CofferCrypto
 
 /// A recognisable secret value for proving that something never leaks: each canary is unique, so a match

@@ -8,12 +8,12 @@ import Testing
 
 /// The real cofferd, driven through the Swift client library and by hand on the socket.
 @Suite struct ServeProtocolTests {
-    func secrets(_ values: [String: String]) -> [String: SecretBytes] {
-        values.mapValues { SecretBytes(utf8: $0) }
+    func secrets(_ values: [String: String]) throws -> [FieldName: SecretBytes] {
+        Dictionary(uniqueKeysWithValues: try values.map { (try FieldName($0.key), SecretBytes(utf8: $0.value)) })
     }
 
-    func text(_ fields: [String: SecretBytes]) -> [String: String] {
-        fields.mapValues(\.testText)
+    func text(_ fields: [FieldName: SecretBytes]) -> [String: String] {
+        Dictionary(uniqueKeysWithValues: fields.map { ($0.key.rawValue, $0.value.testText) })
     }
 
     @Test func clientLibraryRoundTrip() throws {
@@ -21,19 +21,19 @@ import Testing
         let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
         let worker = try CofferWorkerClient(socketPath: daemon.workerSocket)
         let ref = try ConnectionRef(parsing: "basic/db")
-        let info = try admin.put(ref, values: secrets(["username": "svc", "password": "pw1"]))
+        let info = try admin.put(ref, values: try secrets(["username": "svc", "password": "pw1"]))
         #expect(info.version == 1)
         #expect(try admin.grant(try WorkflowName("etl"), ref))
         #expect(try !admin.grant(try WorkflowName("etl"), ref))
-        let token = try admin.issueToken(for: try WorkflowName("etl"), ttlSeconds: 600)
+        let token = try admin.issueToken(for: try WorkflowName("etl"), ttl: .seconds(600))
         let got = try worker.get(ref, token: token.token)
         #expect(got.version == 1)
         #expect(text(got.fields) == ["username": "svc", "password": "pw1"])
 
-        try admin.overwrite(ref, values: secrets(["password": "pw2"]), expectedVersion: 1)
+        try admin.overwrite(ref, values: try secrets(["password": "pw2"]), expectedVersion: 1)
         #expect(text(try worker.get(ref, token: token.token).fields) == ["password": "pw2"])
-        #expect(throws: CofferError.self) { try admin.overwrite(ref, values: secrets(["password": "x"]), expectedVersion: 1) }
-        #expect(try admin.list().first?.grants == ["etl"])
+        #expect(throws: CofferError.self) { try admin.overwrite(ref, values: try secrets(["password": "x"]), expectedVersion: 1) }
+        #expect(try admin.list().first?.grants.map(\.rawValue) == ["etl"])
 
         try admin.delete(ref)
         let error = try #require(throws: CofferError.self) { try worker.get(ref, token: token.token) }
@@ -42,7 +42,7 @@ import Testing
 
     @Test func pipelinedRequestsAnswerInOrder() throws {
         let daemon = try CofferdProcess()
-        let connection = try CofferConnection(socketPath: daemon.adminSocket)
+        let connection = try CofferSocket(socketPath: daemon.adminSocket)
         var requests: [Coffer_V1_Request] = []
         for _ in 0..<20 {
             var request = Coffer_V1_Request()
@@ -71,42 +71,42 @@ import Testing
         put.fields = [field]
         var request = Coffer_V1_Request()
         request.put = put
-        let response = try admin.connection.call(request)
+        let response = try admin.socket.call(request)
         #expect(response.status.code == .invalidArgument)
         put.keyID = "zz"
         request.put = put
-        #expect(try admin.connection.call(request).status.code == .invalidArgument)
+        #expect(try admin.socket.call(request).status.code == .invalidArgument)
         #expect(try admin.list().isEmpty)
     }
 
     @Test func badFramesLeaveCofferdServingOthers() throws {
         let daemon = try CofferdProcess(arguments: ["--read-timeout", "1", "--max-frame-size", "65536"])
         let health = { () throws -> Bool in
-            try CofferWorkerClient(socketPath: daemon.workerSocket).health().status == "serving"
+            try CofferWorkerClient(socketPath: daemon.workerSocket).health().serving
         }
 
         // A frame whose body is not a Request: an error with id 0, and the same connection keeps working.
-        let garbage = try CofferConnection(socketPath: daemon.workerSocket)
+        let garbage = try CofferSocket(socketPath: daemon.workerSocket)
         try garbage.writeRaw([4, 0xff, 0xff, 0xff, 0xff])
         let answer = try garbage.readResponse()
         #expect(answer.id == 0)
         #expect(answer.status.code == .invalidArgument)
-        #expect(try garbage.health().status == "serving")
+        #expect(try garbage.health().serving)
 
         // A length prefix over the limit: refused at once, before the body arrives, and the connection closed.
-        let oversized = try CofferConnection(socketPath: daemon.workerSocket)
+        let oversized = try CofferSocket(socketPath: daemon.workerSocket)
         try oversized.writeRaw(Framing.varint(10_000_000))
         let refusal = try oversized.readResponse()
         #expect(refusal.status.code == .resourceExhausted)
         #expect(throws: CofferError.self) { _ = try oversized.readResponse() }
 
         // A varint that never ends (its value stays 0, so only its length can refuse it).
-        let malformed = try CofferConnection(socketPath: daemon.adminSocket)
+        let malformed = try CofferSocket(socketPath: daemon.adminSocket)
         try malformed.writeRaw([UInt8](repeating: 0x80, count: 11) + [0x01])
         #expect(try malformed.readResponse().status.code == .invalidArgument)
 
         // Half a frame: others are served while it waits, and it is cut off at the read deadline.
-        let half = try CofferConnection(socketPath: daemon.adminSocket)
+        let half = try CofferSocket(socketPath: daemon.adminSocket)
         try half.writeRaw(Framing.varint(100) + [UInt8](repeating: 0x08, count: 50))
         #expect(try health())
         let deadline = try half.readResponse()
@@ -114,7 +114,7 @@ import Testing
         #expect(throws: CofferError.self) { _ = try half.readResponse() }
 
         // A client that disappears mid-frame.
-        let vanishing = try CofferConnection(socketPath: daemon.workerSocket)
+        let vanishing = try CofferSocket(socketPath: daemon.workerSocket)
         try vanishing.writeRaw(Framing.varint(40) + [0x08])
         vanishing.close()
 
@@ -128,42 +128,32 @@ import Testing
         // 80 KiB of values: a put the admin socket takes.
         let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
         let big = String(repeating: "v", count: 40 * 1024)
-        try admin.put(try ConnectionRef(parsing: "http/big"), values: secrets(["a": big, "b": big]))
+        try admin.put(try ConnectionRef(parsing: "http/big"), values: try secrets(["a": big, "b": big]))
         // A frame of that size on the worker socket is refused on its length prefix alone.
-        let worker = try CofferConnection(socketPath: daemon.workerSocket)
+        let worker = try CofferSocket(socketPath: daemon.workerSocket)
         try worker.writeRaw(Framing.varint(80 * 1024))
         let refusal = try worker.readResponse()
         #expect(refusal.status.code == .resourceExhausted)
-        #expect(try CofferWorkerClient(socketPath: daemon.workerSocket).health().status == "serving")
+        #expect(try CofferWorkerClient(socketPath: daemon.workerSocket).health().serving)
     }
 
-    @Test func theConnectionLimitHoldsAndFrees() throws {
-        let daemon = try CofferdProcess(arguments: ["--max-connections", "2"])
-        // The start-up probe's connections count until cofferd sees them close: retry until admitted.
-        func admitted(_ path: String) throws -> CofferConnection {
-            for _ in 0..<100 {
-                let connection = try CofferConnection(socketPath: path)
-                if (try? connection.health()) != nil { return connection }
-                connection.close()
-                usleep(20_000)
-            }
-            throw CofferError(.unavailable, "never admitted")
+    @Test func aFullWorkerSocketMakesRoomByClosingTheIdlest() throws {
+        let daemon = try CofferdProcess(arguments: ["--max-worker-clients", "2"])
+        var clients: [CofferSocket] = []
+        for _ in 0..<4 {
+            let client = try CofferSocket(socketPath: daemon.workerSocket)
+            #expect(try client.health().serving)
+            clients.append(client)
         }
-        let first = try admitted(daemon.adminSocket)
-        let second = try admitted(daemon.workerSocket)
-        let third = try CofferConnection(socketPath: daemon.workerSocket)
-        let refused = try third.readResponse()
-        #expect(refused.status.code == .unavailable)
-        first.close()
-        // The slot frees once cofferd sees the close.
-        var served = false
-        for _ in 0..<100 where !served {
-            served = (try? CofferWorkerClient(socketPath: daemon.workerSocket).health()) != nil
-            if !served { usleep(20_000) }
-        }
-        #expect(served)
-        // The second connection was held open throughout; only the first was closed.
-        withExtendedLifetime(second) {}
+        // The oldest idle client was closed to admit a newer one, and told so.
+        let notice = try clients[0].readResponse()
+        #expect(notice.id == 0)
+        #expect(notice.status.code == .unavailable)
+        #expect(notice.status.message.contains("idle"))
+        #expect(throws: CofferError.self) { _ = try clients[0].readResponse() }
+        // The newest are served, and the admin socket never shared the worker socket's limit.
+        #expect(try clients[3].health().serving)
+        #expect(try CofferAdminClient(socketPath: daemon.adminSocket).list().isEmpty)
     }
 
     @Test func sigtermWithAnIdleClientExitsAndDataReopens() throws {
@@ -171,12 +161,12 @@ import Testing
         let daemon = try CofferdProcess(dir: dir)
         let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
         let ref = try ConnectionRef(parsing: "aws/kept")
-        try admin.put(ref, values: secrets(["k": "durable"]))
+        try admin.put(ref, values: try secrets(["k": "durable"]))
         try admin.grant(try WorkflowName("w"), ref)
-        let token = try admin.issueToken(for: try WorkflowName("w"), ttlSeconds: 600)
+        let token = try admin.issueToken(for: try WorkflowName("w"), ttl: .seconds(600))
         // An idle client stays connected through the shutdown.
-        let idle = try CofferConnection(socketPath: daemon.workerSocket)
-        #expect(try idle.health().status == "serving")
+        let idle = try CofferSocket(socketPath: daemon.workerSocket)
+        #expect(try idle.health().serving)
 
         let started = Date()
         #expect(daemon.stop(signal: SIGTERM, timeout: 5) == 0, "cofferd did not exit on SIGTERM: \(daemon.output)")
@@ -215,7 +205,7 @@ import Testing
             request.put = put
             frames += try Framing.frame(request)
         }
-        let connection = try CofferConnection(socketPath: daemon.adminSocket)
+        let connection = try CofferSocket(socketPath: daemon.adminSocket)
         try connection.writeRaw(frames)
         // Once the first is answered, cofferd is working through the rest when SIGTERM arrives.
         var acknowledged = [try connection.readResponse()].filter { $0.status.code == .ok }.map(\.id)
@@ -228,7 +218,7 @@ import Testing
         #expect(acknowledged == Array(1...UInt64(acknowledged.count)))
 
         let again = try CofferdProcess(dir: dir, name: "again", dataDirectory: daemon.dataDirectory)
-        let stored = Set(try CofferAdminClient(socketPath: again.adminSocket).list().map(\.connection))
+        let stored = Set(try CofferAdminClient(socketPath: again.adminSocket).list().map(\.ref.description))
         for id in acknowledged { #expect(stored.contains("http/c\(id)"), "acknowledged put \(id) was lost") }
     }
 
@@ -245,8 +235,8 @@ import Testing
                                        arguments: ["--admin-socket", first.adminSocket], waitUntilServing: false)
         #expect(thief.waitForExit() ?? 0 != 0)
         #expect(thief.output.contains("another process is listening"))
-        #expect(try CofferWorkerClient(socketPath: first.workerSocket).health().status == "serving")
-        #expect(try CofferAdminClient(socketPath: first.adminSocket).health().status == "serving")
+        #expect(try CofferWorkerClient(socketPath: first.workerSocket).health().serving)
+        #expect(try CofferAdminClient(socketPath: first.adminSocket).health().serving)
     }
 }
 
@@ -272,7 +262,7 @@ struct AdminAllowListTests {
         // The socket's group lets the other uid connect, so the refusal must come from SO_PEERCRED.
         let daemon = try CofferdProcess(dir: dir, arguments: [
             "--admin-socket-mode", "0660", "--admin-socket-group", "\(Self.nobody)",
-            "--worker-socket-mode", "0666",
+            "--worker-socket-group", "\(Self.nobody)",
         ])
         let refused = try cofferAsNobody(dir, ["list", "--admin-socket", daemon.adminSocket])
         #expect(refused.status == 5, "\(refused.stderr)")
@@ -282,8 +272,8 @@ struct AdminAllowListTests {
                                               "--worker-socket", daemon.workerSocket])
         #expect(health.status == 0, "\(health.stderr)")
         // The refusal is audited with the kernel's uid.
-        let records = try CofferAdminClient(socketPath: daemon.adminSocket).audit()
-        #expect(records.contains { $0.peerUid == Self.nobody && $0.outcome == .permissionDenied && $0.operation == "List" })
+        let records = try CofferAdminClient(socketPath: daemon.adminSocket).audit().records
+        #expect(records.contains { $0.peerUID == Self.nobody && $0.outcome == .permissionDenied && $0.action == .connect })
 
         // Allowed once listed.
         let allowing = try CofferdProcess(dir: dir, name: "allowing", dataDirectory: dir.child("data2"), arguments: [

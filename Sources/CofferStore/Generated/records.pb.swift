@@ -157,6 +157,10 @@ nonisolated struct Coffer_Storage_V1_AuditEntry: Sendable {
   /// The status code the request ended with, numbered as gRPC's.
   var outcome: Int32 = 0
 
+  /// How many requests the record stands for: repeated denials of one peer within an interval share one
+  /// record. 0 in records written before counting existed, which stand for one.
+  var count: UInt32 = 0
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -383,7 +387,7 @@ nonisolated extension Coffer_Storage_V1_TokenRecord: SwiftProtobuf.Message, Swif
 
 nonisolated extension Coffer_Storage_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".AuditEntry"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_unix_ms\0\u{1}socket\0\u{1}operation\0\u{1}connection\0\u{1}workflow\0\u{3}token_id\0\u{3}run_id\0\u{3}peer_uid\0\u{3}peer_pid\0\u{1}outcome\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_unix_ms\0\u{1}socket\0\u{1}operation\0\u{1}connection\0\u{1}workflow\0\u{3}token_id\0\u{3}run_id\0\u{3}peer_uid\0\u{3}peer_pid\0\u{1}outcome\0\u{1}count\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -401,6 +405,7 @@ nonisolated extension Coffer_Storage_V1_AuditEntry: SwiftProtobuf.Message, Swift
       case 8: try { try decoder.decodeSingularUInt32Field(value: &self.peerUid) }()
       case 9: try { try decoder.decodeSingularInt32Field(value: &self.peerPid) }()
       case 10: try { try decoder.decodeSingularInt32Field(value: &self.outcome) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.count) }()
       default: break
       }
     }
@@ -437,6 +442,9 @@ nonisolated extension Coffer_Storage_V1_AuditEntry: SwiftProtobuf.Message, Swift
     if self.outcome != 0 {
       try visitor.visitSingularInt32Field(value: self.outcome, fieldNumber: 10)
     }
+    if self.count != 0 {
+      try visitor.visitSingularUInt32Field(value: self.count, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -451,6 +459,7 @@ nonisolated extension Coffer_Storage_V1_AuditEntry: SwiftProtobuf.Message, Swift
     if lhs.peerUid != rhs.peerUid {return false}
     if lhs.peerPid != rhs.peerPid {return false}
     if lhs.outcome != rhs.outcome {return false}
+    if lhs.count != rhs.count {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

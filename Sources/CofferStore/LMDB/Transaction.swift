@@ -1,4 +1,5 @@
 internal import CLMDB
+import Glibc
 
 /// A transaction, valid only inside the closure it was passed to. Values read are copied into Swift arrays,
 /// because LMDB's pointers are valid only until the transaction ends.
@@ -13,6 +14,47 @@ final class Transaction {
     }
 
     func finish() { finished = true }
+
+    /// Runs `body` in a transaction nested in this write transaction: its changes join this one when it
+    /// returns and are undone when it throws, while this one goes on. This transaction must not be used
+    /// until `body` returns.
+    func nested<R>(_ body: (Transaction) throws -> R) throws -> R {
+        checkLive(writing: true)
+        var childHandle: OpaquePointer?
+        try LMDBError.check(mdb_txn_begin(mdb_txn_env(handle), handle, 0, &childHandle), "mdb_txn_begin (nested)")
+        guard let childHandle else { throw LMDBError(code: ENOMEM, operation: "mdb_txn_begin (nested)") }
+        let child = Transaction(handle: childHandle, readOnly: false)
+        let result: R
+        do {
+            result = try body(child)
+        } catch {
+            child.finish()
+            mdb_txn_abort(childHandle)
+            throw error
+        }
+        child.finish()
+        try LMDBError.check(mdb_txn_commit(childHandle), "mdb_txn_commit (nested)")
+        return result
+    }
+
+    /// The pages in LMDB's freelist (database 0), which later writes reuse before growing the file. Each
+    /// freelist entry is a list of page numbers whose first element is its length.
+    func freelistPages() throws -> Int {
+        checkLive()
+        var cursor: OpaquePointer?
+        try LMDBError.check(mdb_cursor_open(handle, 0, &cursor), "mdb_cursor_open freelist")
+        defer { mdb_cursor_close(cursor) }
+        var pages = 0
+        var key = MDB_val(), value = MDB_val()
+        var op = MDB_FIRST
+        while mdb_cursor_get(cursor, &key, &value, op) == MDB_SUCCESS {
+            if value.mv_size >= MemoryLayout<Int>.size, let data = value.mv_data {
+                pages += data.loadUnaligned(as: Int.self)
+            }
+            op = MDB_NEXT
+        }
+        return pages
+    }
 
     private func checkLive(writing: Bool = false) {
         precondition(!finished, "an LMDB transaction was used after its closure returned")

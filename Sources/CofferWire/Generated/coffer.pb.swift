@@ -733,6 +733,8 @@ public nonisolated struct Coffer_V1_IssueTokenResponse: Sendable {
 
   public var expiresUnixMs: Int64 = 0
 
+  public var createdUnixMs: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -790,7 +792,8 @@ public nonisolated struct Coffer_V1_AuditRecord: Sendable {
   /// "admin" or "worker".
   public var socket: String = String()
 
-  /// The operation's name as in the service above: "Get", "Put", ...
+  /// The operation's name as in the service above ("Get", "Put", ...), "Connect" for a connection refused
+  /// when it was accepted, or "Malformed" for a frame that was not a request.
   public var operation: String = String()
 
   public var connection: String = String()
@@ -808,6 +811,10 @@ public nonisolated struct Coffer_V1_AuditRecord: Sendable {
 
   public var outcome: Coffer_V1_Code = .ok
 
+  /// How many requests the record stands for: more than 1 when repeated denials of one peer within an
+  /// interval were counted in one record.
+  public var count: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -819,6 +826,10 @@ public nonisolated struct Coffer_V1_AuditResponse: Sendable {
   // methods supported on all messages.
 
   public var records: [Coffer_V1_AuditRecord] = []
+
+  /// The sequence of the newest record when the query began: page with after_sequence until the last record
+  /// seen reaches it.
+  public var lastSequence: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -840,10 +851,13 @@ public nonisolated struct Coffer_V1_HealthResponse: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// "serving".
+  /// "serving", or "not-serving" when the store has failed and requests that need it are refused.
   public var status: String = String()
 
   public var keyID: String = String()
+
+  /// Why it is not serving; empty while serving.
+  public var reason: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2053,7 +2067,7 @@ nonisolated extension Coffer_V1_IssueTokenRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Coffer_V1_IssueTokenResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".IssueTokenResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}token\0\u{3}token_id\0\u{3}expires_unix_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}token\0\u{3}token_id\0\u{3}expires_unix_ms\0\u{3}created_unix_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2064,6 +2078,7 @@ nonisolated extension Coffer_V1_IssueTokenResponse: SwiftProtobuf.Message, Swift
       case 1: try { try decoder.decodeSingularStringField(value: &self.token) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.tokenID) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.expiresUnixMs) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
       default: break
       }
     }
@@ -2079,6 +2094,9 @@ nonisolated extension Coffer_V1_IssueTokenResponse: SwiftProtobuf.Message, Swift
     if self.expiresUnixMs != 0 {
       try visitor.visitSingularInt64Field(value: self.expiresUnixMs, fieldNumber: 3)
     }
+    if self.createdUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.createdUnixMs, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2086,6 +2104,7 @@ nonisolated extension Coffer_V1_IssueTokenResponse: SwiftProtobuf.Message, Swift
     if lhs.token != rhs.token {return false}
     if lhs.tokenID != rhs.tokenID {return false}
     if lhs.expiresUnixMs != rhs.expiresUnixMs {return false}
+    if lhs.createdUnixMs != rhs.createdUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2188,7 +2207,7 @@ nonisolated extension Coffer_V1_AuditRequest: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Coffer_V1_AuditRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AuditRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{3}time_unix_ms\0\u{1}socket\0\u{1}operation\0\u{1}connection\0\u{1}workflow\0\u{3}token_id\0\u{3}run_id\0\u{3}peer_uid\0\u{3}peer_pid\0\u{1}outcome\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{3}time_unix_ms\0\u{1}socket\0\u{1}operation\0\u{1}connection\0\u{1}workflow\0\u{3}token_id\0\u{3}run_id\0\u{3}peer_uid\0\u{3}peer_pid\0\u{1}outcome\0\u{1}count\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2207,6 +2226,7 @@ nonisolated extension Coffer_V1_AuditRecord: SwiftProtobuf.Message, SwiftProtobu
       case 9: try { try decoder.decodeSingularUInt32Field(value: &self.peerUid) }()
       case 10: try { try decoder.decodeSingularInt32Field(value: &self.peerPid) }()
       case 11: try { try decoder.decodeSingularEnumField(value: &self.outcome) }()
+      case 12: try { try decoder.decodeSingularUInt32Field(value: &self.count) }()
       default: break
       }
     }
@@ -2246,6 +2266,9 @@ nonisolated extension Coffer_V1_AuditRecord: SwiftProtobuf.Message, SwiftProtobu
     if self.outcome != .ok {
       try visitor.visitSingularEnumField(value: self.outcome, fieldNumber: 11)
     }
+    if self.count != 0 {
+      try visitor.visitSingularUInt32Field(value: self.count, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2261,6 +2284,7 @@ nonisolated extension Coffer_V1_AuditRecord: SwiftProtobuf.Message, SwiftProtobu
     if lhs.peerUid != rhs.peerUid {return false}
     if lhs.peerPid != rhs.peerPid {return false}
     if lhs.outcome != rhs.outcome {return false}
+    if lhs.count != rhs.count {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2268,7 +2292,7 @@ nonisolated extension Coffer_V1_AuditRecord: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Coffer_V1_AuditResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AuditResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}records\0\u{3}last_sequence\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2277,6 +2301,7 @@ nonisolated extension Coffer_V1_AuditResponse: SwiftProtobuf.Message, SwiftProto
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.records) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.lastSequence) }()
       default: break
       }
     }
@@ -2286,11 +2311,15 @@ nonisolated extension Coffer_V1_AuditResponse: SwiftProtobuf.Message, SwiftProto
     if !self.records.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.records, fieldNumber: 1)
     }
+    if self.lastSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastSequence, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Coffer_V1_AuditResponse, rhs: Coffer_V1_AuditResponse) -> Bool {
     if lhs.records != rhs.records {return false}
+    if lhs.lastSequence != rhs.lastSequence {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2317,7 +2346,7 @@ nonisolated extension Coffer_V1_HealthRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Coffer_V1_HealthResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".HealthResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0\u{3}key_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0\u{3}key_id\0\u{1}reason\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2327,6 +2356,7 @@ nonisolated extension Coffer_V1_HealthResponse: SwiftProtobuf.Message, SwiftProt
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.status) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.keyID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       default: break
       }
     }
@@ -2339,12 +2369,16 @@ nonisolated extension Coffer_V1_HealthResponse: SwiftProtobuf.Message, SwiftProt
     if !self.keyID.isEmpty {
       try visitor.visitSingularStringField(value: self.keyID, fieldNumber: 2)
     }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Coffer_V1_HealthResponse, rhs: Coffer_V1_HealthResponse) -> Bool {
     if lhs.status != rhs.status {return false}
     if lhs.keyID != rhs.keyID {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -89,6 +89,30 @@ public struct RunID: Hashable, Sendable, CustomStringConvertible {
     public var description: String { rawValue }
 }
 
+/// The public id of a workflow token: 16 lowercase hex digits. It names the token for revocation and in the
+/// audit trail; the token itself is secret and is never a `TokenID`.
+public struct TokenID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let rawValue: String
+
+    /// The id's length in hex digits.
+    public static let length = 16
+
+    public init(_ rawValue: String) throws(CofferError) {
+        let digits = rawValue.utf8
+        guard digits.count == Self.length,
+              digits.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+        else {
+            // Never quoted: what was given may be a token pasted in the wrong place.
+            throw CofferError(.invalidArgument, "a token id is \(Self.length) lowercase hex digits")
+        }
+        self.rawValue = rawValue
+    }
+
+    public var description: String { rawValue }
+
+    public static func < (lhs: TokenID, rhs: TokenID) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
 /// Validation of names, and quoting of user input for error messages.
 public enum Validation {
     static let lowerAlpha = "abcdefghijklmnopqrstuvwxyz"

@@ -18,7 +18,7 @@ final class FrameBudget: Sendable {
     /// Reserves `bytes` for a frame, or nil when the budget cannot hold it. Frames at or under the threshold
     /// need no reservation and always get one that holds nothing.
     func reserve(_ bytes: Int) -> FrameReservation? {
-        guard bytes > threshold else { return FrameReservation(budget: self, bytes: 0) }
+        guard bytes > threshold else { return FrameReservation.none }
         let granted = used.withLock { used in
             guard used + bytes <= limit else { return false }
             used += bytes
@@ -38,21 +38,24 @@ final class FrameBudget: Sendable {
 /// A frame's share of the budget, returned when the last reference to it goes: when the frame has been
 /// handled, or dropped with its connection, wherever that happens.
 final class FrameReservation: Sendable {
-    private let budget: FrameBudget
+    private let budget: FrameBudget?
     private let bytes: Int
 
-    fileprivate init(budget: FrameBudget, bytes: Int) {
+    /// What a small frame holds: nothing.
+    static let none = FrameReservation(budget: nil, bytes: 0)
+
+    fileprivate init(budget: FrameBudget?, bytes: Int) {
         self.budget = budget
         self.bytes = bytes
     }
 
     deinit {
-        if bytes > 0 { budget.release(bytes) }
+        if bytes > 0 { budget?.release(bytes) }
     }
 }
 
-/// One frame's bytes, with the reservation that accounts for them.
+/// One frame's bytes, copied out at their exact size, with the reservation that accounts for them.
 struct Frame: Sendable {
-    var bytes: ByteBuffer
+    var bytes: [UInt8]
     let reservation: FrameReservation
 }

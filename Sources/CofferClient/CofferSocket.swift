@@ -2,14 +2,16 @@ import CofferCore
 import CofferWire
 import Foundation
 
-/// One connection to a cofferd socket. Calls block the calling thread; a lock makes them safe to share.
+/// A client's end of one cofferd socket. Calls block the calling thread; a lock makes them safe to share.
 /// Several requests may be sent before their responses are read (`pipeline`).
-public final class CofferConnection: @unchecked Sendable {
-    // Safe to share: every use of `fd` and `nextID` is under `lock`.
+public final class CofferSocket: @unchecked Sendable {
+    // Safe to share: every use of `fd`, `nextID` and the buffer is under `lock`.
     private let lock = NSLock()
     private var fd: Int32
     private var nextID: UInt64 = 1
+    /// Bytes read and not yet taken: `buffer[consumed...]`.
     private var buffer: [UInt8] = []
+    private var consumed = 0
     public let socketPath: String
     /// The largest response frame read.
     public let maxFrameSize: Int
@@ -30,8 +32,7 @@ public final class CofferConnection: @unchecked Sendable {
         case .failure(let error) where error.code == EACCES || error.code == EPERM:
             throw CofferError(.permissionDenied, "cannot connect to cofferd at \(path): permission denied")
         case .failure(let error):
-            throw CofferError(.unavailable,
-                              "cannot connect to cofferd at \(path): \(error.description); is cofferd running?")
+            throw CofferError(.unavailable, "cannot connect to cofferd at \(path): \(error); is cofferd running?")
         }
         let (seconds, attoseconds) = timeout.components
         var interval = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
@@ -58,7 +59,7 @@ public final class CofferConnection: @unchecked Sendable {
     public func pipeline(_ requests: [Coffer_V1_Request]) throws(CofferError) -> [Coffer_V1_Response] {
         lock.lock()
         defer { lock.unlock() }
-        guard fd >= 0 else { throw CofferError(.unavailable, "the connection to \(socketPath) is closed") }
+        guard fd >= 0 else { throw CofferError(.unavailable, "the socket \(socketPath) is closed") }
         var ids: [UInt64] = []
         var out: [UInt8] = []
         for var request in requests {
@@ -75,7 +76,7 @@ public final class CofferConnection: @unchecked Sendable {
         var responses: [Coffer_V1_Response] = []
         for id in ids {
             let response = try Framing.decode(Coffer_V1_Response.self, from: try readFrame())
-            // A response with id 0 answers a frame cofferd could not read; it is about this connection.
+            // A response with id 0 answers a frame cofferd could not read; it is about this socket.
             if response.id == 0, let error = response.status.error { throw error }
             guard response.id == id else {
                 throw CofferError(.internal, "cofferd answered request \(response.id) where \(id) was expected")
@@ -85,18 +86,23 @@ public final class CofferConnection: @unchecked Sendable {
         return responses
     }
 
-    /// Writes raw bytes: for tests and tools that speak the protocol by hand.
-    public func writeRaw(_ bytes: [UInt8]) throws(CofferError) {
+    /// Writes raw bytes, for tests that speak the protocol by hand.
+    package func writeRaw(_ bytes: [UInt8]) throws(CofferError) {
         lock.lock()
         defer { lock.unlock() }
         try writeAll(bytes)
     }
 
-    /// Reads one response frame: for tests and tools that speak the protocol by hand.
-    public func readResponse() throws(CofferError) -> Coffer_V1_Response {
+    /// Reads one response frame, for tests that speak the protocol by hand.
+    package func readResponse() throws(CofferError) -> Coffer_V1_Response {
         lock.lock()
         defer { lock.unlock() }
         return try Framing.decode(Coffer_V1_Response.self, from: try readFrame())
+    }
+
+    /// Closes the writing half only (SHUT_WR), for tests of a half-closed client.
+    package func shutdownWriting() {
+        lock.withLock { _ = shutdown(fd, Int32(SHUT_WR)) }
     }
 
     private func writeAll(_ bytes: [UInt8]) throws(CofferError) {
@@ -111,13 +117,14 @@ public final class CofferConnection: @unchecked Sendable {
         }
     }
 
-    private func readFrame() throws(CofferError) -> [UInt8] {
+    private func readFrame() throws(CofferError) -> ArraySlice<UInt8> {
         while true {
-            switch Framing.header(buffer, maxFrameSize: maxFrameSize) {
-            case .frame(let length, let prefixLength) where buffer.count >= prefixLength + length:
-                let frame = Array(buffer[prefixLength..<(prefixLength + length)])
-                buffer.removeFirst(prefixLength + length)
-                return frame
+            let pending = buffer[consumed...]
+            switch Framing.header(pending, maxFrameSize: maxFrameSize) {
+            case .frame(let length, let prefixLength) where pending.count >= prefixLength + length:
+                let start = consumed + prefixLength
+                consumed = start + length
+                return buffer[start..<consumed]
             case .invalid(_, let message):
                 throw CofferError(.internal, "cofferd sent a bad frame: \(message)")
             case .frame, .incomplete:
@@ -126,7 +133,13 @@ public final class CofferConnection: @unchecked Sendable {
         }
     }
 
+    /// Reads more bytes, first dropping those already taken, so that reading many frames costs their bytes,
+    /// not their count times the buffer.
     private func fill() throws(CofferError) {
+        if consumed > 0 {
+            buffer.removeFirst(consumed)
+            consumed = 0
+        }
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
@@ -146,6 +159,6 @@ public final class CofferConnection: @unchecked Sendable {
         if err == EAGAIN || err == EWOULDBLOCK {
             return CofferError(.deadlineExceeded, "cofferd did not answer in time")
         }
-        return CofferError(.unavailable, "cannot \(what) on \(socketPath): \(String(cString: strerror(err)))")
+        return CofferError(.unavailable, "cannot \(what) on \(socketPath): \(SystemError(err))")
     }
 }

@@ -1,0 +1,308 @@
+import CofferCore
+import CofferWire
+import Logging
+import NIOCore
+
+/// What the server tells a client's handler.
+enum ClientEvent {
+    /// cofferd is shutting down: read nothing more, answer what was read, then close.
+    case drain
+    /// The client was closed to make room for another: say so and close.
+    case evict
+}
+
+/// One client of a cofferd socket, from its bytes to its answers, on the client's event loop.
+///
+/// What the client sends accumulates in one buffer; complete frames are copied out at their exact size, at
+/// most a turn's worth at a time, and served in turns (`RequestPipeline`): one turn at a time, its answers
+/// written with one flush. The socket is read only when no complete frame is waiting, the client's answers
+/// are being taken and its buffered input is under its cap, so what one client makes cofferd hold is
+/// bounded (input, frames waiting, answers not yet written) and a client that stops reading is simply no
+/// longer read.
+///
+/// A client's end: on a broken length prefix or a deadline, every frame read before it is answered, then the
+/// error, then the close; on a half-close, every complete frame is answered before the close; on drain, the
+/// same with what was read; a partial frame is dropped with an error.
+final class ClientHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let pipeline: RequestPipeline
+    private let identity: ClientIdentity
+    private let slot: ClientSlot
+    private let admission: Admission
+    private let budget: FrameBudget
+    private let logger: Logger
+    private let maxFrameSize: Int
+    private let maxInput: Int
+    private let maxReadyFrames: Int
+    private let maxReadyBytes: Int
+    private let idleTimeout: TimeAmount
+    private let readTimeout: TimeAmount
+    private let writeTimeout: TimeAmount
+
+    private var input = ByteBuffer()
+    /// Complete frames not yet answered, oldest first.
+    private var ready: [Frame] = []
+    private var readyBytes = 0
+    /// The budget held for the large frame being received.
+    private var reservation: FrameReservation?
+    private var turnRunning = false
+    /// The channel asked to read and was held back.
+    private var readHeld = false
+    private var inputClosed = false
+    private var framingError: CofferError?
+    private var draining = false
+    private var closing = false
+    private var readDeadline: Scheduled<Void>?
+    private var idleDeadline: Scheduled<Void>?
+    private var stallDeadline: Scheduled<Void>?
+
+    init(pipeline: RequestPipeline, identity: ClientIdentity, slot: ClientSlot, admission: Admission,
+         budget: FrameBudget, logger: Logger)
+    {
+        let configuration = pipeline.configuration
+        self.pipeline = pipeline
+        self.identity = identity
+        self.slot = slot
+        self.admission = admission
+        self.budget = budget
+        self.logger = logger
+        maxFrameSize = configuration.maxFrameSize(identity.socket)
+        maxInput = maxFrameSize + configuration.readChunkSize
+        maxReadyFrames = configuration.maxRequestsPerTurn
+        maxReadyBytes = configuration.readChunkSize
+        idleTimeout = TimeAmount.nanoseconds(configuration.idleTimeout.nanoseconds)
+        readTimeout = TimeAmount.nanoseconds(configuration.readTimeout.nanoseconds)
+        writeTimeout = TimeAmount.nanoseconds(configuration.writeTimeout.nanoseconds)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        armIdle(context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closing = true
+        for deadline in [readDeadline, idleDeadline, stallDeadline] { deadline?.cancel() }
+        ready = []
+        reservation = nil
+        input = ByteBuffer()
+        admission.remove(slot)
+        context.fireChannelInactive()
+    }
+
+    // MARK: Reading
+
+    func read(context: ChannelHandlerContext) {
+        if mayRead(context) {
+            context.read()
+        } else {
+            readHeld = true
+        }
+    }
+
+    private func mayRead(_ context: ChannelHandlerContext) -> Bool {
+        !closing && !inputClosed && framingError == nil && !draining && ready.isEmpty
+            && input.readableBytes < maxInput && context.channel.isWritable
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        if input.readableBytes == 0 {
+            input = incoming
+        } else {
+            input.writeBuffer(&incoming)
+        }
+        cutFrames()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        pump(context)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {
+            inputClosed = true
+            pump(context)
+        } else if let event = event as? ClientEvent {
+            switch event {
+            case .drain:
+                draining = true
+                pump(context)
+            case .evict:
+                finish(context, with: CofferError(.unavailable,
+                                                  "cofferd closed this idle client to admit another; connect again when you need it"))
+            }
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            stallDeadline?.cancel()
+            stallDeadline = nil
+        } else if stallDeadline == nil {
+            let seconds = writeTimeout.nanoseconds / 1_000_000_000
+            stallDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: writeTimeout) {
+                self.logger.info("client closed", metadata: self.metadata([
+                    "reason": "it took none of its answers for \(seconds) seconds"]))
+                self.close(context)
+            }
+        }
+        pump(context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("client failed", metadata: metadata(["error": "\(error)"]))
+        close(context)
+    }
+
+    /// Copies complete frames out of the input while there is room for them; notes a broken length prefix.
+    private func cutFrames() {
+        while framingError == nil, ready.count < maxReadyFrames, ready.isEmpty || readyBytes < maxReadyBytes {
+            switch Framing.header(input.readableBytesView, maxFrameSize: maxFrameSize) {
+            case .incomplete:
+                return
+            case .invalid(let code, let message):
+                framingError = CofferError(code, message)
+                return
+            case .frame(let length, let prefixLength):
+                if reservation == nil {
+                    guard let granted = budget.reserve(length) else {
+                        framingError = CofferError(.resourceExhausted,
+                                                   "cofferd is holding as many large requests as it allows; try again shortly")
+                        return
+                    }
+                    reservation = granted
+                }
+                guard input.readableBytes >= prefixLength + length else { return }
+                input.moveReaderIndex(forwardBy: prefixLength)
+                let bytes = input.readBytes(length: length)!
+                ready.append(Frame(bytes: bytes, reservation: reservation!))
+                readyBytes += length
+                reservation = nil
+            }
+        }
+    }
+
+    // MARK: Turns
+
+    /// Moves the client on: serves the next turn, or ends the client, or reads more, whichever is due.
+    private func pump(_ context: ChannelHandlerContext) {
+        guard !closing else { return }
+        cutFrames()
+        if input.readerIndex > 0, input.readableBytes == 0 || input.readerIndex >= input.capacity / 2 {
+            input.discardReadBytes()
+        }
+        if !turnRunning {
+            if !ready.isEmpty {
+                if context.channel.isWritable || draining || inputClosed { startTurn(context) }
+            } else if let framingError {
+                finish(context, with: framingError)
+                return
+            } else if inputClosed {
+                finish(context, with: input.readableBytes > 0
+                    ? CofferError(.invalidArgument, "the client closed its end in the middle of a frame") : nil)
+                return
+            } else if draining {
+                finish(context, with: nil)
+                return
+            }
+        }
+        let reading = mayRead(context)
+        if reading, readHeld {
+            readHeld = false
+            context.read()
+        }
+        // The read deadline runs only while cofferd waits for the rest of a frame it is reading.
+        if reading, input.readableBytes > 0, ready.isEmpty {
+            armRead(context)
+        } else {
+            readDeadline?.cancel()
+            readDeadline = nil
+        }
+        slot.busy.store(turnRunning || !ready.isEmpty || input.readableBytes > 0 || !context.channel.isWritable,
+                        ordering: .relaxed)
+    }
+
+    private func startTurn(_ context: ChannelHandlerContext) {
+        turnRunning = true
+        slot.busy.store(true, ordering: .relaxed)
+        let frames = ready.map(\.bytes)
+        pipeline.serve(frames, client: identity, on: context.eventLoop).assumeIsolated().whenComplete { result in
+            self.turnRunning = false
+            guard !self.closing else { return }
+            switch result {
+            case .success(let turn):
+                let served = self.ready.prefix(turn.served)
+                self.readyBytes -= served.reduce(0) { $0 + $1.bytes.count }
+                self.ready.removeFirst(turn.served)
+                if turn.productive {
+                    self.slot.markActive()
+                    self.armIdle(context)
+                }
+                context.writeAndFlush(self.wrapOutboundOut(turn.answers), promise: nil)
+            case .failure(let error):
+                self.logger.error("a turn failed", metadata: self.metadata(["error": "\(error)"]))
+                self.close(context)
+                return
+            }
+            self.pump(context)
+        }
+    }
+
+    /// Writes `error` (if any) after every answer already written, then closes.
+    private func finish(_ context: ChannelHandlerContext, with error: CofferError?) {
+        guard !closing else { return }
+        closing = true
+        if let error {
+            if error.code != .unavailable {
+                logger.info("client closed", metadata: metadata(["reason": "\(error.message)"]))
+            }
+            context.writeAndFlush(wrapOutboundOut(RequestPipeline.errorFrame(error))).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    private func close(_ context: ChannelHandlerContext) {
+        closing = true
+        context.close(promise: nil)
+    }
+
+    // MARK: Deadlines
+
+    private func armRead(_ context: ChannelHandlerContext) {
+        guard readDeadline == nil else { return }
+        let seconds = readTimeout.nanoseconds / 1_000_000_000
+        readDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: readTimeout) {
+            self.readDeadline = nil
+            guard self.framingError == nil else { return }
+            self.framingError = CofferError(.deadlineExceeded,
+                                            "read timed out: a frame was not completed within \(seconds) seconds")
+            self.pump(context)
+        }
+    }
+
+    /// (Re)starts the idle deadline: only requests other than Health restart it.
+    private func armIdle(_ context: ChannelHandlerContext) {
+        idleDeadline?.cancel()
+        idleDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: idleTimeout) {
+            if self.turnRunning {
+                self.armIdle(context)
+            } else {
+                self.close(context)
+            }
+        }
+    }
+
+    private func metadata(_ extra: Logger.Metadata) -> Logger.Metadata {
+        extra.merging(["socket": "\(identity.socket.rawValue)", "uid": "\(identity.peer.uid)",
+                       "pid": "\(identity.peer.pid)"]) { a, _ in a }
+    }
+}

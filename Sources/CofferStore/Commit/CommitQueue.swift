@@ -1,0 +1,216 @@
+import CofferCore
+import Foundation
+
+/// The store's one writer: a thread that takes every mutation waiting and runs them together in one write
+/// transaction, each nested in its own so that one failing does not undo the others, then commits with one
+/// sync and only then completes them (group commit). Each mutation's audit record, success or failure, is
+/// written in that same transaction. It also folds the audit journal into the store when asked to (by the
+/// audit writer's cadence, or the journal filling up) and before a read of the trail.
+///
+/// LMDB allows one writer at a time and a write transaction must begin and commit on one thread, so a
+/// thread of its own is the natural owner; nothing else in a serving cofferd writes.
+public final class CommitQueue: @unchecked Sendable {
+    /// One mutation.
+    public struct Job: Sendable {
+        /// Whether it makes room or takes access away, so that it may use the store's reserve on a full map.
+        public var usesReserve: Bool
+        /// Whether the audit journal is folded into the store before it runs, so that a read of the trail
+        /// sees every record taken before it.
+        public var foldsJournalFirst: Bool
+        /// Makes the change in a nested transaction; returns its audit record, written in the same
+        /// transaction, or nil for none.
+        public var apply: @Sendable (StoreWriter) throws -> AuditEvent?
+        /// Its audit record when it fails, with the failure's outcome; nil for none.
+        public var failureRecord: @Sendable (CofferError) -> AuditEvent?
+        /// Called once, on the writer's thread, after the commit that covers the change (or with why it
+        /// failed). Keep it short: hand the result to where it is wanted.
+        public var completion: @Sendable (Result<Void, CofferError>) -> Void
+
+        public init(usesReserve: Bool, foldsJournalFirst: Bool = false,
+                    apply: @escaping @Sendable (StoreWriter) throws -> AuditEvent?,
+                    failureRecord: @escaping @Sendable (CofferError) -> AuditEvent?,
+                    completion: @escaping @Sendable (Result<Void, CofferError>) -> Void) {
+            self.usesReserve = usesReserve
+            self.foldsJournalFirst = foldsJournalFirst
+            self.apply = apply
+            self.failureRecord = failureRecord
+            self.completion = completion
+        }
+    }
+
+    private enum State {
+        case created, running, stopping, stopped
+    }
+
+    // Safe to share: everything below is guarded by `condition`.
+    private let condition = NSCondition()
+    private var jobs: [Job] = []
+    private var state = State.created
+    private var foldRequested = false
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+
+    public let store: ConnectionStore
+    public let journal: AuditJournal
+    /// The most mutations in one transaction.
+    public let maxBatch: Int
+    private let log: @Sendable (String, CofferError) -> Void
+
+    /// `log` receives a constant message and the error of a failure nobody waits for (a fold).
+    public init(store: ConnectionStore, journal: AuditJournal, maxBatch: Int = 1024,
+                log: @escaping @Sendable (String, CofferError) -> Void = { _, _ in }) {
+        self.store = store
+        self.journal = journal
+        self.maxBatch = maxBatch
+        self.log = log
+    }
+
+    /// Starts the writer's thread.
+    public func start() {
+        condition.withLock {
+            guard state == .created else { return }
+            state = .running
+            let thread = Thread { [self] in run() }
+            thread.name = "coffer-writer"
+            self.thread = thread
+            thread.start()
+        }
+    }
+
+    /// Queues `jobs`; they run in this order. After `stop`, each is completed at once with UNAVAILABLE.
+    public func submit(_ jobs: [Job]) {
+        let accepted = condition.withLock { () -> Bool in
+            guard state == .running || state == .created else { return false }
+            self.jobs += jobs
+            condition.signal()
+            return true
+        }
+        if !accepted {
+            for job in jobs { job.completion(.failure(CofferError(.unavailable, "cofferd is shutting down"))) }
+        }
+    }
+
+    /// Asks for the journal to be folded into the store.
+    public func requestFold() {
+        condition.withLock {
+            foldRequested = true
+            condition.signal()
+        }
+    }
+
+    /// Runs what is queued, folds the journal a last time and stops the thread; returns when it has.
+    public func stop() {
+        let wait = condition.withLock { () -> Bool in
+            switch state {
+            case .created:
+                state = .stopped
+                return false
+            case .running:
+                state = .stopping
+                condition.signal()
+                return true
+            case .stopping, .stopped:
+                return false
+            }
+        }
+        if wait { finished.wait() }
+    }
+
+    private func run() {
+        while true {
+            let (batch, fold, stopping) = next()
+            if fold || stopping || batch.contains(where: \.foldsJournalFirst) { foldJournal() }
+            if !batch.isEmpty { commit(batch) }
+            if stopping && batch.isEmpty {
+                condition.withLock { state = .stopped }
+                finished.signal()
+                return
+            }
+        }
+    }
+
+    /// Waits for work: mutations, a fold asked for, or the end.
+    private func next() -> (batch: [Job], fold: Bool, stopping: Bool) {
+        condition.lock()
+        defer { condition.unlock() }
+        while jobs.isEmpty && !foldRequested && state == .running { condition.wait() }
+        let count = min(jobs.count, maxBatch)
+        let batch = Array(jobs.prefix(count))
+        jobs.removeFirst(count)
+        let fold = foldRequested
+        foldRequested = false
+        return (batch, fold, state == .stopping)
+    }
+
+    /// Moves the journal's records into the store in one synced transaction, then empties the journal file
+    /// they came from. On failure they stay in the journal and come back next time.
+    private func foldJournal() {
+        while let (file, records) = journal.beginFold() {
+            do throws(CofferError) {
+                try store.write { writer in try writer.insertAudit(records) }
+                try journal.folded(file)
+            } catch {
+                log("audit records could not be moved from the journal into the store", error)
+                return
+            }
+        }
+    }
+
+    /// Runs `batch` in one transaction; when the map is full at its limit, runs each job alone so that
+    /// those that may use the reserve can.
+    private func commit(_ batch: [Job]) {
+        var outcomes = [Result<Void, CofferError>](repeating: .success(()), count: batch.count)
+        do throws(CofferError) {
+            try store.write { writer in
+                for (index, job) in batch.enumerated() {
+                    outcomes[index] = try Self.apply(job, writer)
+                }
+            }
+        } catch {
+            if error.code == .resourceExhausted, batch.count > 1 || batch.contains(where: \.usesReserve) {
+                for job in batch { commit(alone: job) }
+                return
+            }
+            failAll(batch, error)
+            return
+        }
+        for (job, outcome) in zip(batch, outcomes) { job.completion(outcome) }
+    }
+
+    private func commit(alone job: Job) {
+        var outcome = Result<Void, CofferError>.success(())
+        do throws(CofferError) {
+            try store.write(usingReserve: job.usesReserve) { writer in outcome = try Self.apply(job, writer) }
+            job.completion(outcome)
+        } catch {
+            failAll([job], error)
+        }
+    }
+
+    /// Applies one job in a nested transaction and writes its record; a full map aborts the whole
+    /// transaction, so that the store can grow and run it again.
+    private static func apply(_ job: Job, _ writer: StoreWriter) throws -> Result<Void, CofferError> {
+        do {
+            let record = try writer.nested { nested in try job.apply(nested) }
+            if let record { try writer.appendAudit(record) }
+            return .success(())
+        } catch let error as LMDBError where error.kind == .mapFull {
+            throw error
+        } catch {
+            let failure = writer.store.failure(error)
+            if let record = job.failureRecord(failure) { try writer.appendAudit(record) }
+            return .failure(failure)
+        }
+    }
+
+    /// The transaction did not commit: every job in it failed, and their failure records go to the journal.
+    private func failAll(_ batch: [Job], _ error: CofferError) {
+        let records = batch.compactMap { $0.failureRecord(error) }
+        do throws(CofferError) {
+            _ = try journal.append(records)
+        } catch let journalError {
+            log("the audit records of failed mutations could not be written", journalError)
+        }
+        for job in batch { job.completion(.failure(error)) }
+    }
+}

@@ -1,0 +1,43 @@
+import CofferCore
+import CofferCrypto
+
+/// A write's fields as a client sent them: each value sealed to the daemon's public key.
+public struct SealedFields: Sendable {
+    public var values: [FieldName: SealedValue]
+
+    public init(_ values: [FieldName: SealedValue]) { self.values = values }
+
+    /// Checks the shape and sizes against `limits`, then opens every value. Runs outside any transaction:
+    /// opening a sealed box is the costly part of a write.
+    public func open(with keys: KeyRing, limits: StoreLimits) throws(CofferError) -> OpenedFields {
+        guard !values.isEmpty else {
+            throw CofferError(.invalidArgument, "a connection needs at least one field")
+        }
+        guard values.count <= limits.maxFields else {
+            throw CofferError(.invalidArgument,
+                              "a connection may have at most \(limits.maxFields) fields; this one has \(values.count)")
+        }
+        var total = 0
+        for (name, sealed) in values {
+            let size = max(sealed.ciphertext.count - SealedValue.overhead, 0)
+            guard size <= limits.maxValueBytes else {
+                throw CofferError(.invalidArgument, "the value of field \(name) is larger than \(limits.maxValueBytes) bytes")
+            }
+            total += size
+        }
+        guard total <= limits.maxConnectionBytes else {
+            throw CofferError(.invalidArgument,
+                              "the values of a connection may total at most \(limits.maxConnectionBytes) bytes")
+        }
+        var opened: [(FieldName, SecretBytes)] = []
+        for (name, sealed) in values.sorted(by: { $0.key < $1.key }) {
+            opened.append((name, try keys.open(sealed, field: name)))
+        }
+        return OpenedFields(values: opened)
+    }
+}
+
+/// A write's fields opened and checked, sorted by name, ready to be encrypted at rest.
+public struct OpenedFields: Sendable {
+    let values: [(FieldName, SecretBytes)]
+}

@@ -1,0 +1,144 @@
+import CofferCore
+import CofferCrypto
+import Foundation
+
+/// What may be changed in one write transaction of the store; everything a `StoreReader` reads, too. Valid
+/// only inside the closure it was handed to.
+public struct StoreWriter {
+    let store: ConnectionStore
+    let txn: Transaction
+
+    var tables: ConnectionStore.Tables { store.tables }
+    var now: Date { store.now }
+
+    /// Reads within this transaction: they see its own changes.
+    public var reader: StoreReader { StoreReader(store: store, txn: txn) }
+
+    /// Runs `body` in a transaction nested in this one: its changes are kept when it returns and undone when
+    /// it throws, while this transaction goes on. Lets many requests share one commit and still fail alone.
+    public func nested<R>(_ body: (StoreWriter) throws -> R) throws -> R {
+        try txn.nested { child in try body(StoreWriter(store: store, txn: child)) }
+    }
+
+    /// Runs `body`, then writes `event` (when given) as its record in this same transaction.
+    func audited<R>(_ event: AuditEvent?, _ body: (StoreWriter) throws -> R) throws -> R {
+        let result = try body(self)
+        if let event { try appendAudit(event) }
+        return result
+    }
+
+    // MARK: Connections
+
+    /// Creates a connection; ALREADY_EXISTS if it exists. Grants left by an earlier connection of the same
+    /// name go, so a new connection starts ungranted.
+    public func put(_ ref: ConnectionRef, _ values: OpenedFields) throws -> ConnectionInfo {
+        if try tables.connections.record(ref, txn) != nil {
+            throw CofferError(.alreadyExists, "connection \(ref) already exists; overwrite it to change its values")
+        }
+        let time = now.unixMillis
+        let record = ConnectionTable.seal(ref, values.values, version: 1, created: time, updated: time, keys: store.keys)
+        try tables.connections.write(ref, record, txn)
+        try tables.grants.clear(ref, txn)
+        return ConnectionTable.info(ref, record, grants: [])
+    }
+
+    /// Replaces all of a connection's fields and raises its version by one. NOT_FOUND when it does not exist,
+    /// FAILED_PRECONDITION when `expectedVersion` is given and is not the current version.
+    public func overwrite(_ ref: ConnectionRef, _ values: OpenedFields, expectedVersion: UInt64?) throws
+        -> ConnectionInfo
+    {
+        let current = try tables.connections.existing(ref, txn)
+        try Self.check(ref, current, expectedVersion: expectedVersion)
+        let record = ConnectionTable.seal(ref, values.values, version: current.version + 1,
+                                          created: current.createdUnixMs, updated: now.unixMillis, keys: store.keys)
+        try tables.connections.write(ref, record, txn)
+        return ConnectionTable.info(ref, record, grants: try tables.grants.active(ref, txn))
+    }
+
+    /// Deletes a connection and turns its grants into tombstones. NOT_FOUND when it does not exist,
+    /// FAILED_PRECONDITION when `expectedVersion` is given and is not the current version.
+    public func delete(_ ref: ConnectionRef, expectedVersion: UInt64?) throws {
+        let current = try tables.connections.existing(ref, txn)
+        try Self.check(ref, current, expectedVersion: expectedVersion)
+        try tables.connections.remove(ref, txn)
+        try tables.grants.markDeleted(ref, now: now, txn)
+    }
+
+    private static func check(_ ref: ConnectionRef, _ record: Coffer_Storage_V1_ConnectionRecord,
+                              expectedVersion: UInt64?) throws(CofferError)
+    {
+        if let expectedVersion, expectedVersion != record.version {
+            throw CofferError(.failedPrecondition,
+                              "connection \(ref) is at version \(record.version), not the expected \(expectedVersion)")
+        }
+    }
+
+    // MARK: Grants
+
+    /// Lets `workflow` get `ref`. NOT_FOUND when the connection does not exist; false when the grant was
+    /// already there.
+    public func grant(_ workflow: WorkflowName, _ ref: ConnectionRef) throws -> Bool {
+        _ = try tables.connections.existing(ref, txn)
+        return try tables.grants.grant(ref, workflow, now: now, txn)
+    }
+
+    /// Takes a grant away. NOT_FOUND when `workflow` holds no grant for `ref`.
+    public func revoke(_ workflow: WorkflowName, _ ref: ConnectionRef) throws {
+        guard try tables.grants.revoke(ref, workflow, txn) else {
+            throw CofferError(.notFound, "workflow \(workflow) holds no grant for connection \(ref)")
+        }
+    }
+
+    // MARK: Tokens
+
+    /// Issues a token for `workflow` that expires after `ttl`.
+    public func issueToken(for workflow: WorkflowName, ttl: Duration, runID: RunID?) throws -> IssuedToken {
+        let maxTTL = store.configuration.limits.maxTokenTTL
+        guard ttl > .zero else {
+            throw CofferError(.invalidArgument, "a token's time to live must be positive")
+        }
+        guard ttl <= maxTTL else {
+            throw CofferError(.invalidArgument, "a token's time to live may be at most \(maxTTL.wholeSeconds) seconds")
+        }
+        let material = TokenMaterial.generate()
+        let created = now.unixMillis
+        var record = Coffer_Storage_V1_TokenRecord()
+        record.workflow = workflow.rawValue
+        record.digest = Data(store.keys.tokenDigest(material.token))
+        record.createdUnixMs = created
+        record.expiresUnixMs = created + max(ttl.milliseconds, 1)
+        record.runID = runID?.rawValue ?? ""
+        try tables.tokens.insert(material.id, record, txn)
+        return IssuedToken(info: try TokenTable.info(material.id, record), token: material.token)
+    }
+
+    /// Revokes a token by its id; NOT_FOUND when there is no such token. Revoking twice is harmless.
+    public func revokeToken(id: TokenID) throws -> TokenInfo {
+        try tables.tokens.revoke(id, now: now, txn)
+    }
+
+    /// Removes the records of tokens that expired before `cutoff`, revoked or not; returns how many. Such a
+    /// token can no longer be used, and its id stays in the audit records that name it.
+    public func purgeTokens(expiredBefore cutoff: Date) throws -> Int {
+        try tables.tokens.purge(expiredBefore: cutoff, txn)
+    }
+
+    // MARK: Audit
+
+    /// Writes `event` as the next record of the trail; returns its sequence number.
+    @discardableResult
+    public func appendAudit(_ event: AuditEvent) throws -> UInt64 {
+        var event = event
+        event.sequence = store.sequencer.next()
+        try tables.audit.insert(event, txn)
+        return event.sequence
+    }
+
+    /// Writes records that already carry their sequence numbers (from the journal), skipping any that are
+    /// there already.
+    func insertAudit(_ events: [AuditEvent]) throws {
+        for event in events where try !tables.audit.contains(event.sequence, txn) {
+            try tables.audit.insert(event, txn)
+        }
+    }
+}

@@ -1,0 +1,93 @@
+import CofferCore
+import CofferCrypto
+import Foundation
+
+/// Connections under `type/name`: each field's value encrypted at rest and bound to its connection, field
+/// and record version.
+struct ConnectionTable {
+    let db: Database
+
+    func record(_ ref: ConnectionRef, _ txn: Transaction) throws -> Coffer_Storage_V1_ConnectionRecord? {
+        guard let bytes = try txn.get(db, StoreKeys.connection(ref)) else { return nil }
+        return try Coffer_Storage_V1_ConnectionRecord(serializedBytes: bytes)
+    }
+
+    /// The record; NOT_FOUND when there is none.
+    func existing(_ ref: ConnectionRef, _ txn: Transaction) throws -> Coffer_Storage_V1_ConnectionRecord {
+        guard let record = try record(ref, txn) else {
+            throw CofferError(.notFound, "no connection named \(ref)")
+        }
+        return record
+    }
+
+    func write(_ ref: ConnectionRef, _ record: Coffer_Storage_V1_ConnectionRecord, _ txn: Transaction) throws {
+        try txn.put(db, StoreKeys.connection(ref), try record.serializedBytes())
+    }
+
+    @discardableResult
+    func remove(_ ref: ConnectionRef, _ txn: Transaction) throws -> Bool {
+        try txn.delete(db, StoreKeys.connection(ref))
+    }
+
+    /// Every connection, in key order.
+    func all(_ txn: Transaction) throws -> [(ConnectionRef, Coffer_Storage_V1_ConnectionRecord)] {
+        var result: [(ConnectionRef, Coffer_Storage_V1_ConnectionRecord)] = []
+        try txn.scan(db) { key, value in
+            result.append((try StoreKeys.parseConnection(key), try Coffer_Storage_V1_ConnectionRecord(serializedBytes: value)))
+            return true
+        }
+        return result
+    }
+
+    func count(_ txn: Transaction) throws -> Int {
+        var count = 0
+        try txn.scan(db) { _, _ in
+            count += 1
+            return true
+        }
+        return count
+    }
+
+    /// A record holding `values` encrypted at rest for `ref` at `version`.
+    static func seal(_ ref: ConnectionRef, _ values: [(FieldName, SecretBytes)], version: UInt64, created: Int64,
+                     updated: Int64, keys: KeyRing) -> Coffer_Storage_V1_ConnectionRecord
+    {
+        var record = Coffer_Storage_V1_ConnectionRecord()
+        record.version = version
+        record.createdUnixMs = created
+        record.updatedUnixMs = updated
+        record.fields = values.map { name, value in
+            var field = Coffer_Storage_V1_StoredField()
+            field.name = name.rawValue
+            let binding = FieldBinding(connection: ref, field: name, recordVersion: version)
+            field.ciphertext = Data(keys.sealAtRest(value, binding: binding))
+            return field
+        }
+        return record
+    }
+
+    /// Decrypts every field of a record; DATA_LOSS when one was altered or moved.
+    static func open(_ ref: ConnectionRef, _ record: Coffer_Storage_V1_ConnectionRecord, keys: KeyRing)
+        throws(CofferError) -> ConnectionValues
+    {
+        var fields: [FieldName: SecretBytes] = [:]
+        for field in record.fields {
+            let name: FieldName
+            do { name = try FieldName(field.name) } catch {
+                throw CofferError(.dataLoss, "connection \(ref) has a malformed field name", cause: error)
+            }
+            let binding = FieldBinding(connection: ref, field: name, recordVersion: record.version)
+            fields[name] = try keys.openAtRest(Array(field.ciphertext), binding: binding)
+        }
+        return ConnectionValues(ref: ref, version: record.version, fields: fields)
+    }
+
+    static func info(_ ref: ConnectionRef, _ record: Coffer_Storage_V1_ConnectionRecord, grants: [WorkflowName])
+        -> ConnectionInfo
+    {
+        ConnectionInfo(
+            ref: ref, fields: record.fields.compactMap { try? FieldName($0.name) }, version: record.version,
+            created: Date(unixMillis: record.createdUnixMs), updated: Date(unixMillis: record.updatedUnixMs),
+            grants: grants)
+    }
+}

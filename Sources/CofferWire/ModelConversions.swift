@@ -1,0 +1,216 @@
+import CofferCore
+import CofferCrypto
+import Foundation
+
+// The one place where the domain model meets the generated wire types. Everything above the wire (the
+// server's handlers, the client library) speaks the model; conversions from the wire validate what they read.
+
+// MARK: Status codes and errors
+
+extension Coffer_V1_Code {
+    public init(_ code: StatusCode) { self = Coffer_V1_Code(rawValue: code.rawValue) ?? .internal }
+}
+
+extension StatusCode {
+    /// The code a wire code stands for; a code Coffer does not use reads as INTERNAL.
+    public init(_ code: Coffer_V1_Code) { self = StatusCode(rawValue: code.rawValue) ?? .internal }
+}
+
+extension Coffer_V1_Status {
+    /// An OK status.
+    public static var ok: Coffer_V1_Status {
+        var status = Coffer_V1_Status()
+        status.code = .ok
+        return status
+    }
+
+    /// The status a Coffer error is sent as.
+    public init(_ error: CofferError) {
+        self.init()
+        code = Coffer_V1_Code(error.code)
+        message = error.message
+    }
+
+    /// The error a non-OK status stands for, or nil for OK.
+    public var error: CofferError? {
+        guard code != .ok else { return nil }
+        let code = StatusCode(self.code)
+        return CofferError(code == .ok ? .internal : code, message.isEmpty ? code.description : message)
+    }
+}
+
+// MARK: Operations
+
+extension Coffer_V1_Request.OneOf_Operation {
+    /// The operation this request names.
+    public var operation: CofferOperation {
+        switch self {
+        case .getPublicKey: .getPublicKey
+        case .put: .put
+        case .overwrite: .overwrite
+        case .delete: .delete
+        case .get: .get
+        case .list: .list
+        case .grant: .grant
+        case .revoke: .revoke
+        case .issueToken: .issueToken
+        case .revokeToken: .revokeToken
+        case .audit: .audit
+        case .health: .health
+        }
+    }
+}
+
+// MARK: Connections
+
+extension Coffer_V1_ConnectionInfo {
+    public init(_ info: ConnectionInfo) {
+        self.init()
+        connection = info.ref.description
+        fields = info.fields.map(\.rawValue)
+        version = info.version
+        createdUnixMs = info.created.unixMillis
+        updatedUnixMs = info.updated.unixMillis
+        grants = info.grants.map(\.rawValue)
+    }
+}
+
+extension ConnectionInfo {
+    /// Reads what cofferd sent; a malformed name is cofferd's failure, INTERNAL.
+    public init(_ wire: Coffer_V1_ConnectionInfo) throws(CofferError) {
+        do {
+            self.init(ref: try ConnectionRef(parsing: wire.connection), fields: try wire.fields.map(FieldName.init),
+                      version: wire.version, created: Date(unixMillis: wire.createdUnixMs),
+                      updated: Date(unixMillis: wire.updatedUnixMs), grants: try wire.grants.map(WorkflowName.init))
+        } catch {
+            throw CofferError(.internal, "cofferd sent a malformed connection", cause: error)
+        }
+    }
+}
+
+extension Coffer_V1_GetResponse {
+    public init(_ values: ConnectionValues) {
+        self.init()
+        connection = values.ref.description
+        version = values.version
+        fields = values.fields.sorted { $0.key < $1.key }.map { name, value in
+            var field = Coffer_V1_Field()
+            field.name = name.rawValue
+            field.value = value.withUnsafeBytes { Data($0) }
+            return field
+        }
+    }
+}
+
+extension ConnectionValues {
+    /// Reads a Get's answer; the values move into secret storage.
+    public init(_ wire: Coffer_V1_GetResponse) throws(CofferError) {
+        do {
+            var fields: [FieldName: SecretBytes] = [:]
+            for field in wire.fields { fields[try FieldName(field.name)] = SecretBytes(copying: field.value) }
+            self.init(ref: try ConnectionRef(parsing: wire.connection), version: wire.version, fields: fields)
+        } catch {
+            throw CofferError(.internal, "cofferd sent a malformed connection", cause: error)
+        }
+    }
+}
+
+// MARK: Audit
+
+extension Coffer_V1_AuditRecord {
+    public init(_ event: AuditEvent) {
+        self.init()
+        sequence = event.sequence
+        timeUnixMs = event.time.unixMillis
+        socket = event.socket.rawValue
+        operation = event.action.name
+        connection = event.connection?.description ?? ""
+        workflow = event.workflow?.rawValue ?? ""
+        tokenID = event.tokenID?.rawValue ?? ""
+        runID = event.runID?.rawValue ?? ""
+        peerUid = event.peerUID
+        peerPid = event.peerPID
+        outcome = Coffer_V1_Code(event.outcome)
+        count = event.count
+    }
+}
+
+extension AuditEvent {
+    public init(_ wire: Coffer_V1_AuditRecord) throws(CofferError) {
+        do {
+            guard let socket = SocketRole(rawValue: wire.socket), let action = AuditAction(name: wire.operation) else {
+                throw CofferError(.internal, "unknown socket or operation")
+            }
+            self.init(time: Date(unixMillis: wire.timeUnixMs), socket: socket, action: action,
+                      peerUID: wire.peerUid, peerPID: wire.peerPid)
+            sequence = wire.sequence
+            connection = wire.connection.isEmpty ? nil : try ConnectionRef(parsing: wire.connection)
+            workflow = wire.workflow.isEmpty ? nil : try WorkflowName(wire.workflow)
+            tokenID = wire.tokenID.isEmpty ? nil : try TokenID(wire.tokenID)
+            runID = wire.runID.isEmpty ? nil : try RunID(wire.runID)
+            outcome = StatusCode(wire.outcome)
+            count = max(wire.count, 1)
+        } catch {
+            throw CofferError(.internal, "cofferd sent a malformed audit record", cause: error)
+        }
+    }
+}
+
+extension Coffer_V1_AuditResponse {
+    public init(_ page: AuditPage) {
+        self.init()
+        records = page.records.map(Coffer_V1_AuditRecord.init)
+        lastSequence = page.lastSequence
+    }
+}
+
+extension AuditPage {
+    public init(_ wire: Coffer_V1_AuditResponse) throws(CofferError) {
+        var records: [AuditEvent] = []
+        for record in wire.records { records.append(try AuditEvent(record)) }
+        self.init(records: records, lastSequence: wire.lastSequence)
+    }
+}
+
+// MARK: Tokens and health
+
+extension Coffer_V1_IssueTokenResponse {
+    public init(_ issued: IssuedToken) {
+        self.init()
+        token = issued.token.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
+        tokenID = issued.info.id.rawValue
+        expiresUnixMs = issued.info.expires.unixMillis
+        createdUnixMs = issued.info.created.unixMillis
+    }
+}
+
+extension IssuedToken {
+    /// Reads an IssueToken answer for the request that asked for it.
+    public init(_ wire: Coffer_V1_IssueTokenResponse, workflow: WorkflowName, runID: RunID?) throws(CofferError) {
+        let id: TokenID
+        do { id = try TokenID(wire.tokenID) } catch {
+            throw CofferError(.internal, "cofferd sent a malformed token id", cause: error)
+        }
+        self.init(info: TokenInfo(id: id, workflow: workflow, runID: runID, created: Date(unixMillis: wire.createdUnixMs),
+                                  expires: Date(unixMillis: wire.expiresUnixMs), revoked: nil),
+                  token: SecretBytes(utf8: wire.token))
+    }
+}
+
+extension Coffer_V1_HealthResponse {
+    public init(_ report: HealthReport) {
+        self.init()
+        status = report.serving ? "serving" : "not-serving"
+        keyID = report.keyID.hex
+        reason = report.reason ?? ""
+    }
+}
+
+extension HealthReport {
+    public init(_ wire: Coffer_V1_HealthResponse) throws(CofferError) {
+        guard let keyID = KeyID(hex: wire.keyID) else {
+            throw CofferError(.internal, "cofferd sent a malformed key id")
+        }
+        self.init(serving: wire.status == "serving", keyID: keyID, reason: wire.reason.isEmpty ? nil : wire.reason)
+    }
+}
