@@ -147,7 +147,13 @@ let package = Package(
         ),
         .testTarget(
             name: "CofferServerTests",
-            dependencies: ["CofferServer", "CofferTestSupport", "CofferWire", "CofferCore"]
+            dependencies: [
+                "CofferServer", "CofferStore", "CofferCrypto", "CofferTestSupport", "CofferWire", "CofferCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "CofferWireTests",

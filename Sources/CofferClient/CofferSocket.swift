@@ -51,12 +51,12 @@ public final class CofferSocket: @unchecked Sendable {
     }
 
     /// Sends one request and waits for its response. The request's id is assigned here.
-    public func call(_ request: Coffer_V1_Request) throws(CofferError) -> Coffer_V1_Response {
+    package func call(_ request: Coffer_V1_Request) throws(CofferError) -> Coffer_V1_Response {
         try pipeline([request])[0]
     }
 
     /// Sends every request before reading any response, then returns the responses in request order.
-    public func pipeline(_ requests: [Coffer_V1_Request]) throws(CofferError) -> [Coffer_V1_Response] {
+    package func pipeline(_ requests: [Coffer_V1_Request]) throws(CofferError) -> [Coffer_V1_Response] {
         lock.lock()
         defer { lock.unlock() }
         guard fd >= 0 else { throw CofferError(.unavailable, "the socket \(socketPath) is closed") }

@@ -69,10 +69,15 @@ public enum Framing {
 
     /// Decodes a frame's body with Coffer's depth limit.
     public static func decode<M: SwiftProtobuf.Message>(_ type: M.Type, from body: some Collection<UInt8>) throws(CofferError) -> M {
+        try decode(type, from: Array(body))
+    }
+
+    /// Decodes a frame's body with Coffer's depth limit, without copying it.
+    public static func decode<M: SwiftProtobuf.Message>(_ type: M.Type, from body: [UInt8]) throws(CofferError) -> M {
         var options = BinaryDecodingOptions()
         options.messageDepthLimit = messageDepthLimit
         do {
-            return try M(serializedBytes: Array(body), options: options)
+            return try M(serializedBytes: body, options: options)
         } catch {
             throw CofferError(.invalidArgument, "malformed frame: not a \(M.protoMessageName) message", cause: error)
         }

@@ -75,11 +75,3 @@ func cofferError(_ body: () throws -> Void) -> CofferError? {
         return error as? CofferError
     }
 }
-
-/// A clock that stands still until a test moves it.
-final class TestClock: @unchecked Sendable {
-    private let lock = NSLock()
-    private var date = Date(timeIntervalSince1970: 1_800_000_000)
-    var now: Date { lock.withLock { date } }
-    func advance(_ seconds: TimeInterval) { lock.withLock { date += seconds } }
-}

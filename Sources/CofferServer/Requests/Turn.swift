@@ -30,8 +30,6 @@ final class Turn {
     /// Requests performed so far; the rest wait for the next turn once the answers are large.
     private var served = 0
     private var answerBytes = 0
-    /// Short reads waiting for the turn's shared read transaction.
-    private var reads: [Int] = []
 
     init(pipeline: RequestPipeline, client: ClientIdentity, loop: any EventLoop, planned: [RequestPipeline.Planned]) {
         self.pipeline = pipeline
@@ -45,18 +43,21 @@ final class Turn {
         advance()
     }
 
-    /// Performs requests from `served` on: at once while they are cheap, and by a step off the event loop for
-    /// a scan or a run of changes, after which it goes on.
+    /// Performs requests from `served` on: at once while they are cheap (a run of short reads in one read
+    /// transaction), and by a step off the event loop for a scan or a run of changes, after which it goes on.
+    /// It stops taking requests once the answers are large.
     private func advance() -> EventLoopFuture<TurnResult> {
         while served < planned.count, answerBytes < pipeline.configuration.maxAnswerBytesPerTurn {
             let index = served
             switch planned[index].plan {
             case .failure(let error):
                 fail(index, error)
+                served += 1
             case .success(.done(let result)):
                 succeed(index, result)
+                served += 1
             case .success(.read):
-                reads.append(index)
+                performReads()
             case .success(.scan(let scan)):
                 settle()
                 served += 1
@@ -68,10 +69,27 @@ final class Turn {
                 served = end
                 return runWrites(index..<end).assumeIsolated().flatMap { self.advance() }.nonisolated()
             }
-            served += 1
         }
         settle()
         return finish()
+    }
+
+    /// Performs the run of short reads starting at `served` in one read transaction, while the answers
+    /// have room.
+    private func performReads() {
+        let limit = pipeline.configuration.maxAnswerBytesPerTurn
+        do throws(CofferError) {
+            try pipeline.store.read { reader in
+                while served < planned.count, answerBytes < limit, case .success(.read(let read)) = planned[served].plan {
+                    performRead(served, read, reader)
+                    served += 1
+                }
+            }
+        } catch {
+            // The transaction could not begin: the store is closed or failing.
+            fail(served, error)
+            served += 1
+        }
     }
 
     private func succeed(_ index: Int, _ result: OperationResult) {
@@ -90,20 +108,8 @@ final class Turn {
         slots[index].record = event
     }
 
-    /// Performs the waiting short reads in one read transaction, then writes the records of everything
-    /// answered so far: one journal append, plus the counted denials.
+    /// Writes the records of everything answered so far: one journal append, plus the counted denials.
     private func settle() {
-        if !reads.isEmpty {
-            let waiting = reads
-            reads = []
-            do throws(CofferError) {
-                try pipeline.store.read { reader in
-                    for index in waiting { performRead(index, reader) }
-                }
-            } catch {
-                for index in waiting where slots[index].answer == nil { fail(index, error) }
-            }
-        }
         var records: [AuditEvent] = []
         var recorded: [Int] = []
         for index in slots.indices {
@@ -125,8 +131,9 @@ final class Turn {
         }
     }
 
-    private func performRead(_ index: Int, _ reader: StoreReader) {
-        guard case .success(.read(let read)) = planned[index].plan else { return }
+    private func performRead(_ index: Int, _ read: @Sendable (StoreReader, inout AuditEvent) throws -> OperationResult,
+                             _ reader: StoreReader)
+    {
         var event = planned[index].context.event
         do {
             let result = try read(reader, &event)

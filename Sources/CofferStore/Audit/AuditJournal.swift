@@ -238,7 +238,8 @@ final class JournalFile: @unchecked Sendable {
             let failure = SystemError.current
             if failure.code == EINTR { continue }
             if ftruncate(fd, off_t(size)) != 0 {
-                throw CofferError(.unavailable, "the audit journal \(path) could not be cut back after a failed write",
+                throw CofferError(.unavailable,
+                                  "the audit trail cannot be written: its journal could not be cut back after a failed write (\(failure))",
                                   cause: failure)
             }
             throw Self.error(failure, path: path)
