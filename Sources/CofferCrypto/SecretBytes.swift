@@ -7,10 +7,14 @@ internal import Darwin
 
 /// Bytes that are secret: a key, a connection's value, a token.
 ///
-/// They live outside Swift's heap, in memory that is locked into RAM where the system allows it (`guarded`
-/// storage uses `sodium_malloc`, with guard pages, for long-lived keys), are zeroed when released, compare in
-/// constant time, and print as `<redacted>` through `description`, `debugDescription` and reflection. The
-/// contents are fixed once initialised; read them only inside `withUnsafeBytes`.
+/// They live outside Swift's heap and are zeroed when released, compare in constant time, and print as
+/// `<redacted>` through `description`, `debugDescription` and reflection. Long-lived keys use `guarded`
+/// storage: `sodium_malloc`, locked into RAM where the system allows it, with guard pages. Short-lived values
+/// (a token being checked, a value on its way to a client) are not locked one by one: `mlock` per allocation
+/// costs two system calls that split the process's memory map, more than the rest of a Get together, and the
+/// same bytes pass through the socket's buffers anyway; cofferd's memory stays out of core dumps, and swap
+/// should be off or encrypted on its host. The contents are fixed once initialised; read them only inside
+/// `withUnsafeBytes`.
 public final class SecretBytes: @unchecked Sendable {
     // Safe to share: the storage is written only by the initialiser and freed only by deinit.
     private let pointer: UnsafeMutableRawPointer
@@ -34,9 +38,6 @@ public final class SecretBytes: @unchecked Sendable {
         } else {
             guard let memory = malloc(size) else { fatalError("malloc failed: out of memory") }
             pointer = memory
-            // Best effort: keep it out of swap. Failure (a low RLIMIT_MEMLOCK) leaves it unlocked but zeroed on
-            // release all the same.
-            _ = sodium_mlock(pointer, size)
         }
         sodium_memzero(pointer, size)
         do {
@@ -68,7 +69,7 @@ public final class SecretBytes: @unchecked Sendable {
         if guarded {
             sodium_free(pointer)  // zeroes before freeing
         } else {
-            sodium_munlock(pointer, size)  // zeroes before unlocking
+            sodium_memzero(pointer, size)
             free(pointer)
         }
     }

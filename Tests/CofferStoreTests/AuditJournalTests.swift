@@ -22,7 +22,7 @@ import Testing
         // A mutation in between takes the next number from the same counter.
         try f.store.appendAudit([event(3, f)])
         #expect(try journal.append([event(4, f)]).map(\.sequence) == [4])
-        let (file, records) = try #require(journal.beginFold())
+        let (file, records) = try #require(journal.switchFiles())
         try f.store.write { try $0.insertAudit(records) }
         try journal.folded(file)
         #expect(journal.pendingCount == 0)

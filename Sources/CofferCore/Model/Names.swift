@@ -5,6 +5,8 @@
 public struct ConnectionRef: Hashable, Sendable, Comparable, CustomStringConvertible {
     public let type: String
     public let name: String
+    /// `type/name`, made once: it is the storage key and appears in every record.
+    public let description: String
 
     /// Up to 32 characters: a lowercase letter, then lowercase letters, digits, `-` and `_`.
     public static let maxTypeLength = 32
@@ -13,11 +15,12 @@ public struct ConnectionRef: Hashable, Sendable, Comparable, CustomStringConvert
 
     public init(type: String, name: String) throws(CofferError) {
         try Validation.check(type, what: "connection type", maxLength: Self.maxTypeLength,
-                             first: Validation.lowerAlpha, rest: Validation.lowerAlnum + "-_")
+                             first: .lowerAlpha, rest: .typeCharacters)
         try Validation.check(name, what: "connection name", maxLength: Self.maxNameLength,
-                             first: Validation.alnum, rest: Validation.alnum + ".-_")
+                             first: .alnum, rest: .nameCharacters)
         self.type = type
         self.name = name
+        description = type + "/" + name
     }
 
     /// Parses `type/name`.
@@ -29,8 +32,6 @@ public struct ConnectionRef: Hashable, Sendable, Comparable, CustomStringConvert
         }
         try self.init(type: String(parts[0]), name: String(parts[1]))
     }
-
-    public var description: String { "\(type)/\(name)" }
 
     public static func < (lhs: ConnectionRef, rhs: ConnectionRef) -> Bool {
         (lhs.type, lhs.name) < (rhs.type, rhs.name)
@@ -46,7 +47,7 @@ public struct WorkflowName: Hashable, Sendable, Comparable, CustomStringConverti
 
     public init(_ rawValue: String) throws(CofferError) {
         try Validation.check(rawValue, what: "workflow name", maxLength: Self.maxLength,
-                             first: Validation.alnum, rest: Validation.alnum + ".-_")
+                             first: .alnum, rest: .nameCharacters)
         self.rawValue = rawValue
     }
 
@@ -64,7 +65,7 @@ public struct FieldName: Hashable, Sendable, Comparable, CustomStringConvertible
 
     public init(_ rawValue: String) throws(CofferError) {
         try Validation.check(rawValue, what: "field name", maxLength: Self.maxLength,
-                             first: Validation.alpha + "_", rest: Validation.alnum + ".-_")
+                             first: .fieldFirst, rest: .nameCharacters)
         self.rawValue = rawValue
     }
 
@@ -81,8 +82,7 @@ public struct RunID: Hashable, Sendable, CustomStringConvertible {
     public static let maxLength = 128
 
     public init(_ rawValue: String) throws(CofferError) {
-        let printable = String((0x21...0x7e).map { Character(Unicode.Scalar(UInt8($0))) })
-        try Validation.check(rawValue, what: "run id", maxLength: Self.maxLength, first: printable, rest: printable)
+        try Validation.check(rawValue, what: "run id", maxLength: Self.maxLength, first: .printable, rest: .printable)
         self.rawValue = rawValue
     }
 
@@ -115,30 +115,63 @@ public struct TokenID: Hashable, Sendable, Comparable, CustomStringConvertible {
 
 /// Validation of names, and quoting of user input for error messages.
 public enum Validation {
+    /// A set of ASCII characters, tested with two bit masks.
+    struct Characters: Sendable {
+        let low: UInt64
+        let high: UInt64
+        /// The characters, for describing the set in an error.
+        let members: String
+
+        init(_ members: String) {
+            var low: UInt64 = 0, high: UInt64 = 0
+            for byte in members.utf8 where byte < 128 {
+                if byte < 64 { low |= 1 << UInt64(byte) } else { high |= 1 << UInt64(byte - 64) }
+            }
+            self.low = low
+            self.high = high
+            self.members = members
+        }
+
+        func contains(_ byte: UInt8) -> Bool {
+            byte < 64 ? low & (1 << UInt64(byte)) != 0 : byte < 128 && high & (1 << UInt64(byte - 64)) != 0
+        }
+
+        static let lowerAlpha = Characters(Validation.lowerAlpha)
+        static let alnum = Characters(Validation.alnum)
+        static let typeCharacters = Characters(Validation.lowerAlnum + "-_")
+        static let nameCharacters = Characters(Validation.alnum + ".-_")
+        static let fieldFirst = Characters(Validation.alpha + "_")
+        static let printable = Characters(String((0x21...0x7e).map { Character(Unicode.Scalar(UInt8($0))) }))
+    }
+
     static let lowerAlpha = "abcdefghijklmnopqrstuvwxyz"
     static let alpha = lowerAlpha + lowerAlpha.uppercased()
     static let digits = "0123456789"
     static let lowerAlnum = lowerAlpha + digits
     static let alnum = alpha + digits
 
-    static func check(_ text: String, what: String, maxLength: Int, first: String, rest: String)
+    static func check(_ text: String, what: String, maxLength: Int, first: Characters, rest: Characters)
         throws(CofferError)
     {
-        let scalars = text.unicodeScalars
-        guard let head = scalars.first else {
+        // Every allowed character is ASCII, so the UTF-8 bytes decide; a multi-byte character fails as one
+        // byte outside the set.
+        let bytes = text.utf8
+        guard let head = bytes.first else {
             throw CofferError(.invalidArgument, "\(what) is empty")
         }
-        guard scalars.count <= maxLength else {
+        let ascii = bytes.allSatisfy { $0 < 128 }
+        guard bytes.count <= maxLength || (!ascii && text.unicodeScalars.count <= maxLength) else {
             throw CofferError(.invalidArgument,
                               "\(what) \(quoted(text)) is longer than \(maxLength) characters")
         }
-        guard first.unicodeScalars.contains(head) else {
+        guard first.contains(head) else {
             throw CofferError(.invalidArgument,
-                              "\(what) \(quoted(text)) must start with one of \(describe(first))")
+                              "\(what) \(quoted(text)) must start with one of \(describe(first.members))")
         }
-        if let bad = scalars.dropFirst().first(where: { !rest.unicodeScalars.contains($0) }) {
+        if !ascii || !bytes.dropFirst().allSatisfy(rest.contains) {
+            let bad = text.unicodeScalars.dropFirst().first { !$0.isASCII || !rest.contains(UInt8($0.value)) }
             throw CofferError(.invalidArgument,
-                              "\(what) \(quoted(text)) has a character that is not allowed (\(quoted(String(bad)))); allowed: \(describe(rest))")
+                              "\(what) \(quoted(text)) has a character that is not allowed (\(quoted(bad.map { String($0) } ?? ""))); allowed: \(describe(rest.members))")
         }
     }
 

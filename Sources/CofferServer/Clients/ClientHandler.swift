@@ -240,10 +240,7 @@ final class ClientHandler: ChannelDuplexHandler {
                 let served = self.ready.prefix(turn.served)
                 self.readyBytes -= served.reduce(0) { $0 + $1.bytes.count }
                 self.ready.removeFirst(turn.served)
-                if turn.productive {
-                    self.slot.markActive()
-                    self.armIdle(context)
-                }
+                if turn.productive { self.slot.markActive() }
                 context.writeAndFlush(self.wrapOutboundOut(turn.answers), promise: nil)
             case .failure(let error):
                 self.logger.error("a turn failed", metadata: self.metadata(["error": "\(error)"]))
@@ -289,12 +286,13 @@ final class ClientHandler: ChannelDuplexHandler {
         }
     }
 
-    /// (Re)starts the idle deadline: only requests other than Health restart it.
-    private func armIdle(_ context: ChannelHandlerContext) {
-        idleDeadline?.cancel()
-        idleDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: idleTimeout) {
-            if self.turnRunning {
-                self.armIdle(context)
+    /// Starts the idle deadline. A request other than Health pushes it back by updating `slot.lastActive`;
+    /// when it fires early it waits out the rest, so that requests need not reschedule it.
+    private func armIdle(_ context: ChannelHandlerContext, in delay: TimeAmount? = nil) {
+        idleDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: delay ?? idleTimeout) {
+            let idle = Int64(NIODeadline.now().uptimeNanoseconds) - self.slot.lastActive.load(ordering: .relaxed)
+            if self.turnRunning || idle < self.idleTimeout.nanoseconds {
+                self.armIdle(context, in: .nanoseconds(max(self.idleTimeout.nanoseconds - idle, 1_000_000)))
             } else {
                 self.close(context)
             }

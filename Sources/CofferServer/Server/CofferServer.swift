@@ -23,6 +23,8 @@ public final class CofferServer: Service, Sendable {
     private let pipeline: RequestPipeline
     private let frameBudget: FrameBudget
     private let heldRefusals = Atomic<Int>(0)
+    /// The threads that serve clients.
+    private let eventLoops: MultiThreadedEventLoopGroup
 
     public init(configuration: ServerConfiguration, store: ConnectionStore, journal: AuditJournal,
                 commits: CommitQueue, logger: Logger, clock: @escaping WallClock = { Date() })
@@ -33,13 +35,17 @@ public final class CofferServer: Service, Sendable {
         admission = Admission(configuration: configuration)
         frameBudget = FrameBudget(limit: configuration.largeFrameBudget, threshold: configuration.largeFrameThreshold)
         background = NIOThreadPool(numberOfThreads: max(1, configuration.backgroundThreads))
+        eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoops))
         pipeline = RequestPipeline(store: store, journal: journal, commits: commits, background: background,
                                    configuration: configuration, logger: logger, clock: clock)
     }
 
     public func run() async throws {
         background.start()
-        defer { background.shutdownGracefully { _ in } }
+        defer {
+            background.shutdownGracefully { _ in }
+            eventLoops.shutdownGracefully { _ in }
+        }
         let admin = try await bind(.admin)
         let worker: any Channel
         do {
@@ -87,7 +93,7 @@ public final class CofferServer: Service, Sendable {
         let socket = configuration.socket(role)
         try SocketPath.prepare(socket.path)
         let configuration = self.configuration
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let channel = try await ServerBootstrap(group: eventLoops)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: configuration.readChunkSize))

@@ -70,6 +70,9 @@ public struct ServerConfiguration: Sendable {
     public var tokenRetention: Duration = .seconds(24 * 3600)
     /// Threads that open sealed values and run long reads (List).
     public var backgroundThreads: Int = 2
+    /// Threads that serve clients: each reads, serves and answers its clients' requests. One keeps the
+    /// request path free of hand-offs between threads, as Redis's single loop does; more use more cores.
+    public var eventLoops: Int = 1
 
     public init(adminSocket: SocketConfiguration, workerSocket: SocketConfiguration,
                 adminUIDs: Set<UInt32> = [UInt32(getuid()), 0])

@@ -113,17 +113,24 @@ public final class AuditJournal: @unchecked Sendable {
         return numbered
     }
 
-    /// Returns the records of one file for folding into the store, switching appends to the other file when
-    /// it is the active one; nil when there is nothing to fold. Call `folded` once the store has committed
-    /// them; if the fold fails, the same records come back next time.
-    func beginFold() -> (file: Int, records: [AuditEvent])? {
+    /// The records of the file appends are not going to, left by a fold that failed; nil when it is empty.
+    func leftover() -> (file: Int, records: [AuditEvent])? {
         lock.withLock {
             let sealed = 1 - active
-            // A fold that failed left the other file's records: they go first.
-            if !files[sealed].pending.isEmpty { return (sealed, files[sealed].pending) }
-            guard !files[active].pending.isEmpty || broken != nil else { return nil }
+            return files[sealed].pending.isEmpty ? nil : (sealed, files[sealed].pending)
+        }
+    }
+
+    /// Switches appends to the other file (which must be empty) and returns what the one it leaves holds, for
+    /// folding into the store; nil when there is nothing to fold. Call `folded` once the store has committed
+    /// them; if the fold fails, they come back as `leftover`.
+    func switchFiles() -> (file: Int, records: [AuditEvent])? {
+        lock.withLock {
             let leaving = active
-            active = sealed
+            guard files[1 - leaving].pending.isEmpty, !files[leaving].pending.isEmpty || broken != nil else {
+                return nil
+            }
+            active = 1 - leaving
             broken = nil
             return (leaving, files[leaving].pending)
         }

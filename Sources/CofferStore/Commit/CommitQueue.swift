@@ -145,7 +145,10 @@ public final class CommitQueue: @unchecked Sendable {
     /// Moves the journal's records into the store in one synced transaction, then empties the journal file
     /// they came from. On failure they stay in the journal and come back next time.
     private func foldJournal() {
-        while let (file, records) = journal.beginFold() {
+        // The file a failed fold left first, then the one appends switch away from, once: appends go on
+        // meanwhile, and what they add waits for the next fold.
+        for take in [journal.leftover, journal.switchFiles] {
+            guard let (file, records) = take() else { continue }
             do throws(CofferError) {
                 try store.write { writer in try writer.insertAudit(records) }
                 try journal.folded(file)
