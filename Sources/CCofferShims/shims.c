@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <malloc.h>
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -17,4 +18,8 @@ int coffer_protect_process(void) {
         return -1;
     }
     return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+void coffer_release_free_memory(void) {
+    malloc_trim(0);
 }

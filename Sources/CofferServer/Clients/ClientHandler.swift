@@ -36,6 +36,8 @@ final class ClientHandler: ChannelDuplexHandler {
     private let logger: Logger
     private let maxFrameSize: Int
     private let maxInput: Int
+    /// The input buffer a client keeps while nothing waits in it.
+    private let maxIdleInput = 4096
     private let maxReadyFrames: Int
     private let maxReadyBytes: Int
     private let idleTimeout: TimeAmount
@@ -108,12 +110,9 @@ final class ClientHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Copied, so that the receive buffer goes back to NIO's pool for the next read.
         var incoming = unwrapInboundIn(data)
-        if input.readableBytes == 0 {
-            input = incoming
-        } else {
-            input.writeBuffer(&incoming)
-        }
+        input.writeBuffer(&incoming)
         cutFrames()
     }
 
@@ -194,7 +193,10 @@ final class ClientHandler: ChannelDuplexHandler {
     private func pump(_ context: ChannelHandlerContext) {
         guard !closing else { return }
         cutFrames()
-        if input.readerIndex > 0, input.readableBytes == 0 || input.readerIndex >= input.capacity / 2 {
+        if input.readableBytes == 0, input.capacity > maxIdleInput {
+            // Nothing waits: give a large buffer back rather than hold it while the client is quiet.
+            input = ByteBuffer()
+        } else if input.readerIndex > 0, input.readableBytes == 0 || input.readerIndex >= input.capacity / 2 {
             input.discardReadBytes()
         }
         if !turnRunning {

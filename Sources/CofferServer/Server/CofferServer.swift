@@ -1,3 +1,4 @@
+import CCofferShims
 import CofferCore
 import CofferStore
 import CofferWire
@@ -59,11 +60,30 @@ public final class CofferServer: Service, Sendable {
             "admin_socket": "\(configuration.adminSocket.path)", "worker_socket": "\(configuration.workerSocket.path)",
             "key_id": "\(store.keys.keyID)",
         ])
-        try? await gracefulShutdown()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.reclaimMemory() }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
         await drain(listeners: [admin, worker])
         unlink(configuration.adminSocket.path)
         unlink(configuration.workerSocket.path)
         logger.info("stopped")
+    }
+
+    /// Gives memory back to the system after many clients have gone (a flood that ended): what they held
+    /// was freed, but the allocator keeps freed memory for reuse unless asked to return it.
+    private func reclaimMemory() async {
+        var peak = 0
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: .seconds(1)) } catch { return }
+            let count = admission.count
+            peak = max(peak, count)
+            if peak - count >= 64, count <= peak / 2 {
+                coffer_release_free_memory()
+                peak = count
+            }
+        }
     }
 
     /// Stops accepting, drains every client within the grace period, then closes what is left.

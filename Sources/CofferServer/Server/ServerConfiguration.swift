@@ -53,10 +53,10 @@ public struct ServerConfiguration: Sendable {
     /// write). What a client pipelines beyond it waits in its socket.
     public var maxRequestsPerTurn: Int = 64
     /// A turn stops taking requests once its answers reach this many bytes.
-    public var maxAnswerBytesPerTurn: Int = 256 * 1024
+    public var maxAnswerBytesPerTurn: Int = 16 * 1024
     /// Answers written but not yet taken by a client, past which cofferd stops reading it (NIO's high
     /// watermark; it resumes below half of it).
-    public var maxUnwrittenBytes: Int = 64 * 1024
+    public var maxUnwrittenBytes: Int = 16 * 1024
     /// Bytes one socket read brings in at most.
     public var readChunkSize: Int = 16 * 1024
 
