@@ -283,7 +283,7 @@ def flood(servers: Servers, token: str, work: Path) -> None:
 
 
 def hold(servers: Servers, token: str, work: Path) -> None:
-    health = work / "coffer-health"
+    health = frames_file(work / "coffer-health", [coffer_frame(pb.Request(id=1, health=pb.HealthRequest()))])
     holder = subprocess.Popen([str(LOADGEN), "--socket", servers.worker, "--frames", str(health), "--mode", "hold",
                                "--connections", "1000", "--interval", "8", "--seconds", "40"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

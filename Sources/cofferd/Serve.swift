@@ -84,6 +84,9 @@ extension Cofferd {
                 help: "On SIGTERM, give clients this many seconds to take their answers.")
         var shutdownGrace: Int = Int(defaults.shutdownGrace.wholeSeconds)
 
+        @Option(name: .customLong("event-loops"), help: "Threads that serve clients.")
+        var eventLoops: Int = defaults.eventLoops
+
         @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
         var logLevel: String = "info"
 
@@ -97,7 +100,7 @@ extension Cofferd {
             for (name, value) in [("max-admin-clients", maxAdminClients), ("max-worker-clients", maxWorkerClients),
                                   ("max-worker-clients-per-uid", maxWorkerClientsPerUID), ("max-frame-size", maxFrameSize),
                                   ("idle-timeout", idleTimeout), ("read-timeout", readTimeout),
-                                  ("write-timeout", writeTimeout)] where value < 1
+                                  ("write-timeout", writeTimeout), ("event-loops", eventLoops)] where value < 1
             {
                 throw ValidationError("--\(name) must be at least 1")
             }
@@ -178,6 +181,7 @@ extension Cofferd {
             configuration.readTimeout = .seconds(readTimeout)
             configuration.writeTimeout = .seconds(writeTimeout)
             configuration.shutdownGrace = .seconds(shutdownGrace)
+            configuration.eventLoops = eventLoops
             return configuration
         }
 

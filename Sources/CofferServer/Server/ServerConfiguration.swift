@@ -1,6 +1,7 @@
 import CofferCore
 import CofferWire
 import Foundation
+import NIOCore
 
 /// How cofferd serves. Every default is safe for a sidecar on a shared host, and the command line takes its
 /// defaults from here.
@@ -70,9 +71,9 @@ public struct ServerConfiguration: Sendable {
     public var tokenRetention: Duration = .seconds(24 * 3600)
     /// Threads that open sealed values and run long reads (List).
     public var backgroundThreads: Int = 2
-    /// Threads that serve clients: each reads, serves and answers its clients' requests. One keeps the
-    /// request path free of hand-offs between threads, as Redis's single loop does; more use more cores.
-    public var eventLoops: Int = 1
+    /// Threads that serve clients: each reads, serves and answers its clients' requests with no hand-off to
+    /// another thread, as Redis's single loop does. One per core by default.
+    public var eventLoops: Int = System.coreCount
 
     public init(adminSocket: SocketConfiguration, workerSocket: SocketConfiguration,
                 adminUIDs: Set<UInt32> = [UInt32(getuid()), 0])

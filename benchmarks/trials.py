@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Crash and shutdown trials against the release cofferd: what was answered is what was recorded and kept.
+
+    .venv/bin/python benchmarks/trials.py            # 50 kill -9 trials and 50 SIGTERM rounds; about five minutes
+    .venv/bin/python benchmarks/trials.py kill 10    # one kind, fewer rounds
+
+kill     A mixed load (Gets from 4 clients, Puts and Overwrites from 2 admins), then kill -9 at a random moment.
+         After a restart: every answered Get and every answered change has its audit record, and every
+         acknowledged Put and Overwrite is in the store.
+sigterm  40 admin clients each pipelining 50 Puts, then SIGTERM once the first answer is in. Every request is
+         either answered (with its id) or was never done; every acknowledged Put is kept.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "clients" / "python"))
+
+from coffer_client import Client, CofferError, pb  # noqa: E402
+from nacl.public import PublicKey, SealedBox  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from compare import Servers, varint  # noqa: E402
+
+
+def frame(request: pb.Request) -> bytes:
+    body = request.SerializeToString()
+    return varint(len(body)) + body
+
+
+def read_answers(sock: socket.socket, buffer: bytes = b"") -> list[pb.Response]:
+    """Every answer until cofferd closes the connection; `buffer` holds what was read of them already."""
+    answers = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return answers
+        buffer += chunk
+        while buffer:
+            length, shift, used = 0, 0, 0
+            for byte in buffer:
+                used += 1
+                length |= (byte & 0x7F) << shift
+                if not byte & 0x80:
+                    break
+                shift += 7
+            else:
+                break
+            if len(buffer) < used + length:
+                break
+            answers.append(pb.Response.FromString(buffer[used:used + length]))
+            buffer = buffer[used + length:]
+
+
+def trail(admin: Client) -> list:
+    records, after = [], 0
+    while True:
+        request = pb.AuditRequest(after_sequence=after)
+        page = admin._call("audit", request)
+        records += page.records
+        if not page.records or page.records[-1].sequence >= page.last_sequence:
+            return records
+        after = page.records[-1].sequence
+
+
+def kill_trials(rounds: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="coffer-trials-") as temp:
+        servers = Servers(Path(temp))
+        servers.start_cofferd()
+        with Client(servers.admin) as admin:
+            for index in range(20):
+                admin.put(f"http/get{index}", {"v": f"value-{index}"})
+                admin.grant("trial", f"http/get{index}")
+        totals = Counter()
+        for trial in range(1, rounds + 1):
+            with Client(servers.admin) as admin:
+                token, token_id = admin.issue_token("trial", ttl_seconds=3600)
+            answered_gets, answered_puts, answered_overwrites = Counter(), [], []
+            stop = threading.Event()
+
+            def getter():
+                try:
+                    with Client(servers.worker) as worker:
+                        while not stop.is_set():
+                            index = random.randrange(20)
+                            worker.get(f"http/get{index}", token)
+                            answered_gets[f"http/get{index}"] += 1
+                except (CofferError, OSError):
+                    pass
+
+            def writer(number: int):
+                try:
+                    with Client(servers.admin) as admin:
+                        count = 0
+                        while not stop.is_set():
+                            count += 1
+                            name = f"http/t{trial}-w{number}-{count}"
+                            admin.put(name, {"v": "1"})
+                            answered_puts.append(name)
+                            admin.overwrite(name, {"v": "2"}, expected_version=1)
+                            answered_overwrites.append(name)
+                except (CofferError, OSError):
+                    pass
+
+            threads = [threading.Thread(target=getter) for _ in range(4)]
+            threads += [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+            for thread in threads:
+                thread.start()
+            time.sleep(random.uniform(0.3, 1.5))
+            servers.cofferd.send_signal(signal.SIGKILL)
+            servers.cofferd.wait()
+            stop.set()
+            for thread in threads:
+                thread.join()
+            servers.start_cofferd()
+            with Client(servers.admin) as admin:
+                records = trail(admin)
+                stored = {info.connection: info.version for info in admin.list()}
+            recorded_gets = Counter(r.connection for r in records
+                                    if r.operation == "Get" and r.token_id == token_id and r.outcome == pb.OK)
+            recorded_puts = {r.connection for r in records if r.operation == "Put" and r.outcome == pb.OK}
+            recorded_overwrites = {r.connection for r in records if r.operation == "Overwrite" and r.outcome == pb.OK}
+            missing_gets = sum(max(0, n - recorded_gets[c]) for c, n in answered_gets.items())
+            missing_changes = sum(name not in recorded_puts for name in answered_puts)
+            missing_changes += sum(name not in recorded_overwrites for name in answered_overwrites)
+            lost = sum(name not in stored for name in answered_puts)
+            lost += sum(stored.get(name, 0) < 2 for name in answered_overwrites)
+            totals.update(trials=1, gets=sum(answered_gets.values()), changes=len(answered_puts) + len(answered_overwrites),
+                          missing_gets=missing_gets, missing_changes=missing_changes, lost=lost)
+            print(f"kill -9 trial {trial}: {sum(answered_gets.values())} Gets and "
+                  f"{len(answered_puts) + len(answered_overwrites)} changes answered; records missing: "
+                  f"{missing_gets} Gets, {missing_changes} changes; acknowledged changes lost: {lost}", flush=True)
+        servers.stop_cofferd()
+    print(f"\n| kill -9 trials | answered Gets | answered changes | Gets without a record | changes without a record | "
+          f"acknowledged changes lost |\n|---|---|---|---|---|---|\n| {totals['trials']} | {totals['gets']:,} | "
+          f"{totals['changes']:,} | {totals['missing_gets']} | {totals['missing_changes']} | {totals['lost']} |")
+
+
+def sigterm_rounds(rounds: int) -> None:
+    totals = Counter()
+    with tempfile.TemporaryDirectory(prefix="coffer-trials-") as temp:
+        servers = Servers(Path(temp))
+        for round_number in range(1, rounds + 1):
+            servers.start_cofferd()
+            with Client(servers.admin) as admin:
+                key, key_id = admin.public_key()
+            sealed = SealedBox(PublicKey(key)).encrypt(b"v")
+            writers = []
+            for writer in range(40):
+                sock = socket.socket(socket.AF_UNIX)
+                sock.connect(servers.admin)
+                frames = b"".join(frame(pb.Request(id=i, put=pb.PutRequest(
+                    connection=f"http/r{round_number}-w{writer}-{i}", key_id=key_id,
+                    fields=[pb.SealedField(name="v", sealed_value=sealed)]))) for i in range(1, 51))
+                writers.append((writer, sock, frames))
+            for _, sock, frames in writers:
+                sock.sendall(frames)
+            # Once one answer is in, cofferd is working through the rest.
+            first = writers[0][1].recv(1)
+            servers.cofferd.send_signal(signal.SIGTERM)
+            answered, without_id = {}, 0
+            for writer, sock, _ in writers:
+                answers = read_answers(sock, first if writer == 0 else b"")
+                for answer in answers:
+                    if answer.id == 0:
+                        without_id += 1
+                    answered[f"http/r{round_number}-w{writer}-{answer.id}"] = answer.status.code
+                sock.close()
+            status = servers.cofferd.wait(60)
+            servers.start_cofferd()
+            with Client(servers.admin) as admin:
+                stored = {info.connection for info in admin.list()}
+            servers.stop_cofferd()
+            done_unanswered = sum(1 for name in stored if name.startswith(f"http/r{round_number}-") and name not in answered)
+            lost = sum(1 for name, code in answered.items() if code == pb.OK and name not in stored)
+            totals.update(rounds=1, sent=40 * 50, answered=len(answered), unanswered_done=done_unanswered, lost=lost,
+                          without_id=without_id, bad_exit=int(status != 0))
+            print(f"SIGTERM round {round_number}: {len(answered)} of 2000 answered, {done_unanswered} done without an "
+                  f"answer, {lost} acknowledged lost, exit {status}", flush=True)
+    print(f"\n| SIGTERM rounds | requests sent | answered | done without an answer | answered without its id | "
+          f"acknowledged lost | exits not 0 |\n|---|---|---|---|---|---|---|\n| {totals['rounds']} | {totals['sent']:,} | "
+          f"{totals['answered']:,} | {totals['unanswered_done']} | {totals['without_id']} | {totals['lost']} | "
+          f"{totals['bad_exit']} |")
+
+
+def main() -> None:
+    kinds = {"kill": kill_trials, "sigterm": sigterm_rounds}
+    chosen = [sys.argv[1]] if len(sys.argv) > 1 else list(kinds)
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 50
+    subprocess.run(["swift", "build", "-c", "release", "--product", "cofferd"], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    for kind in chosen:
+        kinds[kind](rounds)
+
+
+if __name__ == "__main__":
+    main()
