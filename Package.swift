@@ -113,6 +113,13 @@ let package = Package(
             ]
         ),
 
+        // The fuzz target for frame and request decoding: replays files when built normally; scripts/fuzz.sh
+        // builds it for libFuzzer.
+        .executableTarget(
+            name: "coffer-fuzz",
+            dependencies: ["CofferServer"]
+        ),
+
         // The command line for admins and workers.
         .executableTarget(
             name: "coffer",

@@ -39,7 +39,11 @@ public struct CofferAdminClient: Sendable {
     /// Seals each value and replaces all of the connection's fields; with `expectedVersion`, only if the
     /// connection is at that version.
     @discardableResult
-    public func overwrite(_ ref: ConnectionRef, values: [FieldName: SecretBytes], expectedVersion: UInt64? = nil)
+    public func overwrite(
+        _ ref: ConnectionRef,
+        values: [FieldName: SecretBytes],
+        expectedVersion: UInt64? = nil
+    )
         throws(CofferError) -> ConnectionInfo
     {
         var request = Coffer_V1_OverwriteRequest()
@@ -89,7 +93,11 @@ public struct CofferAdminClient: Sendable {
 
     /// Issues a token for `workflow`; `ttl` nil for cofferd's default. The token is in the result once; keep
     /// it secret.
-    public func issueToken(for workflow: WorkflowName, ttl: Duration? = nil, runID: RunID? = nil)
+    public func issueToken(
+        for workflow: WorkflowName,
+        ttl: Duration? = nil,
+        runID: RunID? = nil
+    )
         throws(CofferError) -> IssuedToken
     {
         var request = Coffer_V1_IssueTokenRequest()
@@ -146,7 +154,8 @@ public struct CofferAdminClient: Sendable {
 public struct CofferWorkerClient: Sendable {
     public let socket: CofferSocket
 
-    public init(socketPath: String = CofferDefaults.workerSocket, timeout: Duration = .seconds(30)) throws(CofferError) {
+    public init(socketPath: String = CofferDefaults.workerSocket, timeout: Duration = .seconds(30)) throws(CofferError)
+    {
         socket = try CofferSocket(socketPath: socketPath, timeout: timeout)
     }
 
@@ -167,9 +176,10 @@ public struct CofferWorkerClient: Sendable {
 }
 
 extension CofferSocket {
-    func perform<R>(_ operation: Coffer_V1_Request.OneOf_Operation,
-                    _ extract: (Coffer_V1_Response.OneOf_Result?) throws(CofferError) -> R) throws(CofferError) -> R
-    {
+    func perform<R>(
+        _ operation: Coffer_V1_Request.OneOf_Operation,
+        _ extract: (Coffer_V1_Response.OneOf_Result?) throws(CofferError) -> R
+    ) throws(CofferError) -> R {
         var request = Coffer_V1_Request()
         request.operation = operation
         let response = try call(request)

@@ -17,9 +17,11 @@ public final class CofferSocket: @unchecked Sendable {
     public let maxFrameSize: Int
 
     /// Connects to the socket at `path`; each read and write gives up after `timeout`.
-    public init(socketPath path: String, timeout: Duration = .seconds(30),
-                maxFrameSize: Int = Framing.defaultMaxResponseFrameSize) throws(CofferError)
-    {
+    public init(
+        socketPath path: String,
+        timeout: Duration = .seconds(30),
+        maxFrameSize: Int = Framing.defaultMaxResponseFrameSize
+    ) throws(CofferError) {
         socketPath = path
         self.maxFrameSize = maxFrameSize
         guard path.utf8.count <= UnixSocket.maxPathLength else {
@@ -108,7 +110,9 @@ public final class CofferSocket: @unchecked Sendable {
     private func writeAll(_ bytes: [UInt8]) throws(CofferError) {
         var written = 0
         while written < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + written, bytes.count - written, Int32(MSG_NOSIGNAL)) }
+            let n = bytes.withUnsafeBytes {
+                send(fd, $0.baseAddress! + written, bytes.count - written, Int32(MSG_NOSIGNAL))
+            }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw transportError("write", errno)

@@ -23,7 +23,8 @@ public struct ErrorReporter: Sendable {
         }
     }
 
-    public func run(_ body: () async throws -> Void) async throws {
+    /// The same for an asynchronous body.
+    public func runAsync(_ body: () async throws -> Void) async throws {
         do {
             try await body()
         } catch let error as CofferError {

@@ -31,7 +31,12 @@ extension KeyRing {
 
     /// Encrypts a value for storage at `binding`.
     public func sealAtRest(_ plaintext: SecretBytes, binding: FieldBinding) -> [UInt8] {
-        let nonce = SecureRandom.bytes(Self.nonceLength)
+        sealAtRest(plaintext, binding: binding, nonce: SecureRandom.bytes(Self.nonceLength))
+    }
+
+    /// The same with a given nonce: for the known-answer tests; a nonce must never be used twice.
+    func sealAtRest(_ plaintext: SecretBytes, binding: FieldBinding, nonce: [UInt8]) -> [UInt8] {
+        precondition(nonce.count == Self.nonceLength)
         let ad = Self.additionalData(format: Self.atRestFormat, keyID: keyID, binding: binding)
         var out = [Self.atRestFormat] + keyID.bytes + nonce
         let header = out.count
@@ -41,15 +46,23 @@ extension KeyRing {
             plaintext.withUnsafeBytes { message in
                 storageKey.withUnsafeBytes { key in
                     crypto_aead_xchacha20poly1305_ietf_encrypt(
-                        out.baseAddress! + header, &written,
-                        message.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(message.count),
-                        ad, UInt64(ad.count), nil, nonce,
-                        key.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                        out.baseAddress! + header,
+                        &written,
+                        message.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                        UInt64(message.count),
+                        ad,
+                        UInt64(ad.count),
+                        nil,
+                        nonce,
+                        key.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                    )
                 }
             }
         }
-        precondition(status == 0 && Int(written) == plaintext.count + Self.tagLength,
-                     "crypto_aead_xchacha20poly1305_ietf_encrypt failed")
+        precondition(
+            status == 0 && Int(written) == plaintext.count + Self.tagLength,
+            "crypto_aead_xchacha20poly1305_ietf_encrypt failed"
+        )
         return out
     }
 
@@ -61,8 +74,10 @@ extension KeyRing {
         }
         let storedKeyID = KeyID(bytes: stored[1..<(1 + KeyID.length)])!
         guard storedKeyID == keyID else {
-            throw CofferError(.failedPrecondition,
-                              "the stored value of \(place) was sealed with key \(storedKeyID), which this daemon does not hold")
+            throw CofferError(
+                .failedPrecondition,
+                "the stored value of \(place) was sealed with key \(storedKeyID), which this daemon does not hold"
+            )
         }
         let ad = Self.additionalData(format: stored[0], keyID: storedKeyID, binding: binding)
         let nonceStart = 1 + KeyID.length
@@ -73,17 +88,25 @@ extension KeyRing {
                 storageKey.withUnsafeBytes { key in
                     var length: UInt64 = 0
                     let status = crypto_aead_xchacha20poly1305_ietf_decrypt(
-                        message.baseAddress!.assumingMemoryBound(to: UInt8.self), &length, nil,
-                        stored.baseAddress! + bodyStart, UInt64(stored.count - bodyStart),
-                        ad, UInt64(ad.count), stored.baseAddress! + nonceStart,
-                        key.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                        message.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        &length,
+                        nil,
+                        stored.baseAddress! + bodyStart,
+                        UInt64(stored.count - bodyStart),
+                        ad,
+                        UInt64(ad.count),
+                        stored.baseAddress! + nonceStart,
+                        key.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                    )
                     ok = status == 0 && Int(length) == message.count
                 }
             }
         }
         guard ok else {
-            throw CofferError(.dataLoss,
-                              "the stored value of \(place) failed its integrity check: it was altered or moved")
+            throw CofferError(
+                .dataLoss,
+                "the stored value of \(place) failed its integrity check: it was altered or moved"
+            )
         }
         return plaintext
     }

@@ -32,8 +32,12 @@ public final class KeyRing: Sendable {
                 master.bytes.withUnsafeBytes { key in
                     Self.context.withCString { ctx in
                         let status = crypto_kdf_derive_from_key(
-                            out.baseAddress!.assumingMemoryBound(to: UInt8.self), length, id.rawValue, ctx,
-                            key.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                            out.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                            length,
+                            id.rawValue,
+                            ctx,
+                            key.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                        )
                         precondition(status == 0, "crypto_kdf_derive_from_key failed")
                     }
                 }
@@ -44,8 +48,10 @@ public final class KeyRing: Sendable {
         secretKey = SecretBytes(count: Int(crypto_box_secretkeybytes()), guarded: true) { sk in
             seed.withUnsafeBytes { seed in
                 let status = crypto_box_seed_keypair(
-                    &publicKey, sk.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                    seed.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                    &publicKey,
+                    sk.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    seed.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                )
                 precondition(status == 0, "crypto_box_seed_keypair failed")
             }
         }
@@ -77,8 +83,13 @@ public final class KeyRing: Sendable {
         input.withUnsafeBytes { input in
             func run(_ keyPointer: UnsafePointer<UInt8>?, _ keyLength: Int) {
                 let status = crypto_generichash(
-                    &out, length, input.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                    UInt64(input.count), keyPointer, keyLength)
+                    &out,
+                    length,
+                    input.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                    UInt64(input.count),
+                    keyPointer,
+                    keyLength
+                )
                 precondition(status == 0, "crypto_generichash failed")
             }
             if let key {

@@ -1,10 +1,11 @@
+internal import CSodium
+import CofferCore
+
 #if canImport(Glibc)
 internal import Glibc
 #elseif canImport(Darwin)
 internal import Darwin
 #endif
-internal import CSodium
-import CofferCore
 
 /// The 32-byte master key every other key is derived from.
 ///
@@ -33,8 +34,10 @@ public struct MasterKey: Sendable {
         guard fd >= 0 else {
             let err = errno
             if err == ENOENT {
-                throw CofferError(.failedPrecondition,
-                                  "no key file at \(path); create one with: cofferd init --data-dir DIR")
+                throw CofferError(
+                    .failedPrecondition,
+                    "no key file at \(path); create one with: cofferd init --data-dir DIR"
+                )
             }
             throw CofferError(.failedPrecondition, "cannot open key file \(path): \(describeErrno(err))")
         }
@@ -52,13 +55,15 @@ public struct MasterKey: Sendable {
         guard mode & 0o077 == 0 else {
             throw CofferError(
                 .failedPrecondition,
-                "key file \(path) is open to its group or others (mode \(octal(mode))); fix it with: chmod 600 \(path) (on Kubernetes, set the secret volume's defaultMode to 0400)")
+                "key file \(path) is open to its group or others (mode \(octal(mode))); fix it with: chmod 600 \(path) (on Kubernetes, set the secret volume's defaultMode to 0400)"
+            )
         }
         let owner = info.st_uid
         guard owner == geteuid() || owner == 0 else {
             throw CofferError(
                 .failedPrecondition,
-                "key file \(path) is owned by uid \(owner), not by cofferd's uid \(geteuid()) or root; fix it with: chown \(geteuid()) \(path)")
+                "key file \(path) is owned by uid \(owner), not by cofferd's uid \(geteuid()) or root; fix it with: chown \(geteuid()) \(path)"
+            )
         }
         // The longest form we accept is base64 with a line ending; anything much larger is not a key file.
         let capacity = 128
@@ -88,9 +93,11 @@ public struct MasterKey: Sendable {
 
     private static func decode(_ raw: SecretBytes, used: Int, path: String) throws(CofferError) -> MasterKey {
         if used == length {
-            return MasterKey(bytes: SecretBytes(count: length, guarded: true) { out in
-                raw.withUnsafeBytes { out.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
-            })
+            return MasterKey(
+                bytes: SecretBytes(count: length, guarded: true) { out in
+                    raw.withUnsafeBytes { out.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
+                }
+            )
         }
         // Base64 on one line, with an optional trailing newline.
         var decodedLength = 0
@@ -98,13 +105,21 @@ public struct MasterKey: Sendable {
         let key = SecretBytes(count: length, guarded: true) { out in
             raw.withUnsafeBytes { text in
                 var textLength = used
-                while textLength > 0, text[textLength - 1] == UInt8(ascii: "\n") || text[textLength - 1] == UInt8(ascii: "\r") {
+                while textLength > 0,
+                    text[textLength - 1] == UInt8(ascii: "\n") || text[textLength - 1] == UInt8(ascii: "\r")
+                {
                     textLength -= 1
                 }
                 let status = sodium_base642bin(
-                    out.baseAddress!.assumingMemoryBound(to: UInt8.self), length,
-                    text.baseAddress!.assumingMemoryBound(to: CChar.self), textLength,
-                    nil, &decodedLength, nil, sodium_base64_VARIANT_ORIGINAL)
+                    out.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                    length,
+                    text.baseAddress!.assumingMemoryBound(to: CChar.self),
+                    textLength,
+                    nil,
+                    &decodedLength,
+                    nil,
+                    sodium_base64_VARIANT_ORIGINAL
+                )
                 ok = status == 0 && decodedLength == length
             }
         }
@@ -122,8 +137,10 @@ public struct MasterKey: Sendable {
         guard fd >= 0 else {
             let err = errno
             if err == EEXIST {
-                throw CofferError(.alreadyExists,
-                                  "a key file already exists at \(path); cofferd never replaces a key")
+                throw CofferError(
+                    .alreadyExists,
+                    "a key file already exists at \(path); cofferd never replaces a key"
+                )
             }
             throw CofferError(.failedPrecondition, "cannot create key file \(path): \(describeErrno(err))")
         }

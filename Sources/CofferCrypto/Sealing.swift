@@ -13,17 +13,28 @@ public struct SealedValue: Sendable {
     }
 
     /// Seals `plaintext` to `publicKey` with `crypto_box_seal`: what an admin client does before a put.
-    public static func seal(_ plaintext: SecretBytes, to publicKey: [UInt8], keyID: KeyID) throws(CofferError)
+    public static func seal(
+        _ plaintext: SecretBytes,
+        to publicKey: [UInt8],
+        keyID: KeyID
+    ) throws(CofferError)
         -> SealedValue
     {
         Sodium.ensureReady()
         guard publicKey.count == Int(crypto_box_publickeybytes()) else {
-            throw CofferError(.invalidArgument, "public key is \(publicKey.count) bytes, expected \(crypto_box_publickeybytes())")
+            throw CofferError(
+                .invalidArgument,
+                "public key is \(publicKey.count) bytes, expected \(crypto_box_publickeybytes())"
+            )
         }
         var ciphertext = [UInt8](repeating: 0, count: plaintext.count + Int(crypto_box_sealbytes()))
         let status = plaintext.withUnsafeBytes { message in
-            crypto_box_seal(&ciphertext, message.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                            UInt64(message.count), publicKey)
+            crypto_box_seal(
+                &ciphertext,
+                message.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                UInt64(message.count),
+                publicKey
+            )
         }
         guard status == 0 else { throw CofferError(.internal, "crypto_box_seal failed") }
         return SealedValue(keyID: keyID, ciphertext: ciphertext)
@@ -40,27 +51,34 @@ extension KeyRing {
         guard sealed.keyID == keyID else {
             throw CofferError(
                 .failedPrecondition,
-                "field \(field) was sealed to key \(sealed.keyID), but this daemon's key is \(keyID); fetch the public key again and reseal")
+                "field \(field) was sealed to key \(sealed.keyID), but this daemon's key is \(keyID); fetch the public key again and reseal"
+            )
         }
         let overhead = Int(crypto_box_sealbytes())
         guard sealed.ciphertext.count >= overhead else {
-            throw CofferError(.invalidArgument,
-                              "field \(field) is not a crypto_box_seal ciphertext: shorter than \(overhead) bytes")
+            throw CofferError(
+                .invalidArgument,
+                "field \(field) is not a crypto_box_seal ciphertext: shorter than \(overhead) bytes"
+            )
         }
         var opened = true
         let plaintext = SecretBytes(count: sealed.ciphertext.count - overhead) { message in
             secretKey.withUnsafeBytes { sk in
                 let status = crypto_box_seal_open(
                     message.baseAddress!.assumingMemoryBound(to: UInt8.self),
-                    sealed.ciphertext, UInt64(sealed.ciphertext.count), publicKey,
-                    sk.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                    sealed.ciphertext,
+                    UInt64(sealed.ciphertext.count),
+                    publicKey,
+                    sk.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                )
                 opened = status == 0
             }
         }
         guard opened else {
             throw CofferError(
                 .invalidArgument,
-                "field \(field) could not be opened: it was not sealed with crypto_box_seal to this daemon's public key")
+                "field \(field) could not be opened: it was not sealed with crypto_box_seal to this daemon's public key"
+            )
         }
         return plaintext
     }

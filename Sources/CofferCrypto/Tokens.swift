@@ -24,9 +24,12 @@ public struct TokenMaterial: Sendable {
             let scratch = SecretBytes(count: encodedLength) { scratch in
                 secret.withUnsafeBytes { secret in
                     _ = sodium_bin2base64(
-                        scratch.baseAddress!.assumingMemoryBound(to: CChar.self), encodedLength,
-                        secret.baseAddress!.assumingMemoryBound(to: UInt8.self), secret.count,
-                        sodium_base64_VARIANT_URLSAFE_NO_PADDING)
+                        scratch.baseAddress!.assumingMemoryBound(to: CChar.self),
+                        encodedLength,
+                        secret.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        secret.count,
+                        sodium_base64_VARIANT_URLSAFE_NO_PADDING
+                    )
                 }
             }
             scratch.withUnsafeBytes { scratch in
@@ -44,8 +47,8 @@ public struct TokenMaterial: Sendable {
             let head = Array(prefix.utf8)
             let idLength = TokenID.length
             guard bytes.count > head.count + idLength + 1,
-                  Array(bytes[0..<head.count]) == head,
-                  bytes[head.count + idLength] == UInt8(ascii: "_")
+                Array(bytes[0..<head.count]) == head,
+                bytes[head.count + idLength] == UInt8(ascii: "_")
             else { return nil }
             return try? TokenID(String(decoding: bytes[head.count..<(head.count + idLength)], as: UTF8.self))
         }

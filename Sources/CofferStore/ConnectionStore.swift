@@ -43,8 +43,11 @@ public final class ConnectionStore: Sendable {
         do {
             env = try Environment(directory: directory, mapSize: configuration.initialMapSize, maxDatabases: 8)
         } catch let error as LMDBError where error.kind == .alreadyOpen {
-            throw CofferError(.failedPrecondition, "the store in \(directory) is already open in this process",
-                              cause: error)
+            throw CofferError(
+                .failedPrecondition,
+                "the store in \(directory) is already open in this process",
+                cause: error
+            )
         } catch {
             throw CofferError(.failedPrecondition, "cannot open the store in \(directory)", cause: error)
         }
@@ -54,7 +57,8 @@ public final class ConnectionStore: Sendable {
                 connections: ConnectionTable(db: try env.database("connections")),
                 grants: GrantTable(db: try env.database("grants")),
                 tokens: TokenTable(db: try env.database("tokens")),
-                audit: AuditLog(db: try env.database("audit"), maxRecords: configuration.limits.maxAuditRecords))
+                audit: AuditLog(db: try env.database("audit"), maxRecords: configuration.limits.maxAuditRecords)
+            )
             let tables = self.tables
             sequencer = AuditSequencer(last: try env.read { txn in try tables.audit.lastSequence(txn) })
         } catch {
@@ -65,7 +69,10 @@ public final class ConnectionStore: Sendable {
     }
 
     /// Creates a new store in `configuration.directory` for `keys`; refuses one that holds a store already.
-    public static func create(_ configuration: StoreConfiguration, keys: KeyRing) throws(CofferError)
+    public static func create(
+        _ configuration: StoreConfiguration,
+        keys: KeyRing
+    ) throws(CofferError)
         -> ConnectionStore
     {
         let store = try ConnectionStore(configuration: configuration, keys: keys)
@@ -76,8 +83,10 @@ public final class ConnectionStore: Sendable {
         } catch {
             store.close()
             if error.code == .alreadyExists {
-                throw CofferError(.alreadyExists,
-                                  "\(configuration.directory) already holds a Coffer store; it is never replaced")
+                throw CofferError(
+                    .alreadyExists,
+                    "\(configuration.directory) already holds a Coffer store; it is never replaced"
+                )
             }
             throw error
         }
@@ -85,7 +94,10 @@ public final class ConnectionStore: Sendable {
     }
 
     /// Opens an existing store, refusing it when `keys` come from another master key or its format is unknown.
-    public static func open(_ configuration: StoreConfiguration, keys: KeyRing) throws(CofferError)
+    public static func open(
+        _ configuration: StoreConfiguration,
+        keys: KeyRing
+    ) throws(CofferError)
         -> ConnectionStore
     {
         let store = try ConnectionStore(configuration: configuration, keys: keys)
@@ -93,17 +105,23 @@ public final class ConnectionStore: Sendable {
         do throws(CofferError) {
             let record = try store.read { reader in try store.tables.meta.read(reader.txn) }
             guard let record else {
-                throw CofferError(.failedPrecondition,
-                                  "\(directory) holds no Coffer store; create one with: cofferd init --data-dir \(directory)")
+                throw CofferError(
+                    .failedPrecondition,
+                    "\(directory) holds no Coffer store; create one with: cofferd init --data-dir \(directory)"
+                )
             }
             guard record.formatVersion == formatVersion else {
-                throw CofferError(.failedPrecondition,
-                                  "the store in \(directory) has format version \(record.formatVersion); this cofferd reads version \(formatVersion)")
+                throw CofferError(
+                    .failedPrecondition,
+                    "the store in \(directory) has format version \(record.formatVersion); this cofferd reads version \(formatVersion)"
+                )
             }
             let storedID = KeyID(bytes: record.keyID).map(\.hex) ?? "(malformed)"
             guard record.keyID == Data(keys.keyID.bytes), keys.matchesKeyCheck(Array(record.keyCheck)) else {
-                throw CofferError(.failedPrecondition,
-                                  "the master key does not match the store in \(directory): the store was created with key \(storedID), the key given is \(keys.keyID)")
+                throw CofferError(
+                    .failedPrecondition,
+                    "the master key does not match the store in \(directory): the store was created with key \(storedID), the key given is \(keys.keyID)"
+                )
             }
         } catch {
             store.close()
@@ -186,9 +204,11 @@ public final class ConnectionStore: Sendable {
         case let error as LMDBError:
             switch error.kind {
             case .mapFull:
-                return CofferError(.resourceExhausted,
-                                   "the store is full: its map size of \(mapSize >> 20) MiB is used up; restart cofferd with a larger --map-size",
-                                   cause: error)
+                return CofferError(
+                    .resourceExhausted,
+                    "the store is full: its map size of \(mapSize >> 20) MiB is used up; restart cofferd with a larger --map-size",
+                    cause: error
+                )
             case .diskFull:
                 return CofferError(.resourceExhausted, "the disk holding the store is full", cause: error)
             case .io:
@@ -218,7 +238,11 @@ extension ConnectionStore {
 
     /// Creates a connection; ALREADY_EXISTS if it exists.
     @discardableResult
-    public func put(_ ref: ConnectionRef, fields: [FieldName: SealedValue], audit event: AuditEvent? = nil)
+    public func put(
+        _ ref: ConnectionRef,
+        fields: [FieldName: SealedValue],
+        audit event: AuditEvent? = nil
+    )
         throws(CofferError) -> ConnectionInfo
     {
         let values = try open(SealedFields(fields))
@@ -227,9 +251,12 @@ extension ConnectionStore {
 
     /// Replaces all of a connection's fields and raises its version by one.
     @discardableResult
-    public func overwrite(_ ref: ConnectionRef, fields: [FieldName: SealedValue], expectedVersion: UInt64? = nil,
-                          audit event: AuditEvent? = nil) throws(CofferError) -> ConnectionInfo
-    {
+    public func overwrite(
+        _ ref: ConnectionRef,
+        fields: [FieldName: SealedValue],
+        expectedVersion: UInt64? = nil,
+        audit event: AuditEvent? = nil
+    ) throws(CofferError) -> ConnectionInfo {
         let values = try open(SealedFields(fields))
         return try write { writer in
             try writer.audited(event) { try $0.overwrite(ref, values, expectedVersion: expectedVersion) }
@@ -237,7 +264,11 @@ extension ConnectionStore {
     }
 
     /// Deletes a connection and turns its grants into tombstones.
-    public func delete(_ ref: ConnectionRef, expectedVersion: UInt64? = nil, audit event: AuditEvent? = nil)
+    public func delete(
+        _ ref: ConnectionRef,
+        expectedVersion: UInt64? = nil,
+        audit event: AuditEvent? = nil
+    )
         throws(CofferError)
     {
         try write { writer in try writer.audited(event) { try $0.delete(ref, expectedVersion: expectedVersion) } }
@@ -256,14 +287,22 @@ extension ConnectionStore {
 
     /// Lets `workflow` get `ref`; false when the grant was already there.
     @discardableResult
-    public func grant(_ workflow: WorkflowName, _ ref: ConnectionRef, audit event: AuditEvent? = nil)
+    public func grant(
+        _ workflow: WorkflowName,
+        _ ref: ConnectionRef,
+        audit event: AuditEvent? = nil
+    )
         throws(CofferError) -> Bool
     {
         try write { writer in try writer.audited(event) { try $0.grant(workflow, ref) } }
     }
 
     /// Takes a grant away; NOT_FOUND when there is none.
-    public func revoke(_ workflow: WorkflowName, _ ref: ConnectionRef, audit event: AuditEvent? = nil)
+    public func revoke(
+        _ workflow: WorkflowName,
+        _ ref: ConnectionRef,
+        audit event: AuditEvent? = nil
+    )
         throws(CofferError)
     {
         try write { writer in try writer.audited(event) { try $0.revoke(workflow, ref) } }
@@ -274,9 +313,12 @@ extension ConnectionStore {
     }
 
     /// Issues a token that expires after `ttl`; the token is returned once, only its keyed hash is stored.
-    public func issueToken(for workflow: WorkflowName, ttl: Duration, runID: RunID? = nil,
-                           audit event: AuditEvent? = nil) throws(CofferError) -> IssuedToken
-    {
+    public func issueToken(
+        for workflow: WorkflowName,
+        ttl: Duration,
+        runID: RunID? = nil,
+        audit event: AuditEvent? = nil
+    ) throws(CofferError) -> IssuedToken {
         try write { writer in
             let issued = try writer.issueToken(for: workflow, ttl: ttl, runID: runID)
             if var event {
@@ -332,12 +374,16 @@ extension ConnectionStore {
             let txn = reader.txn
             let record = try tables.meta.read(txn) ?? Coffer_Storage_V1_Metadata()
             return StoreStatus(
-                formatVersion: record.formatVersion, keyID: keys.keyID,
+                formatVersion: record.formatVersion,
+                keyID: keys.keyID,
                 created: Date(unixMillis: record.createdUnixMs),
                 connections: try tables.connections.count(txn),
                 grants: try tables.grants.activeByConnection(txn).values.reduce(0) { $0 + $1.count },
-                tokens: try tables.tokens.all(txn).count, auditRecords: try tables.audit.count(txn),
-                mapSize: env.mapSize, usedBytes: usage.used)
+                tokens: try tables.tokens.all(txn).count,
+                auditRecords: try tables.audit.count(txn),
+                mapSize: env.mapSize,
+                usedBytes: usage.used
+            )
         }
     }
 }

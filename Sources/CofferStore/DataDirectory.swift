@@ -26,7 +26,10 @@ public struct DataDirectory: Sendable {
     /// `cofferd init`: creates the directory (0700), a new key file unless `keyFile` names an existing one, and
     /// an empty store. Refuses a directory that holds a store already and never replaces a key file. Returns
     /// the open store.
-    public func initialize(keyFile: String? = nil, configuration: StoreConfiguration? = nil) throws(CofferError)
+    public func initialize(
+        keyFile: String? = nil,
+        configuration: StoreConfiguration? = nil
+    ) throws(CofferError)
         -> ConnectionStore
     {
         try createDirectory()
@@ -45,7 +48,9 @@ public struct DataDirectory: Sendable {
         }
         do throws(CofferError) {
             let store = try ConnectionStore.create(
-                configuration ?? StoreConfiguration(directory: path), keys: KeyRing(master: master))
+                configuration ?? StoreConfiguration(directory: path),
+                keys: KeyRing(master: master)
+            )
             try restrictFiles()
             return store
         } catch {
@@ -56,32 +61,47 @@ public struct DataDirectory: Sendable {
 
     /// Opens the store in this directory with the key at `keyFile` (the directory's own by default), after
     /// checking the directory's and the key file's permissions.
-    public func open(keyFile: String? = nil, configuration: StoreConfiguration? = nil) throws(CofferError)
+    public func open(
+        keyFile: String? = nil,
+        configuration: StoreConfiguration? = nil
+    ) throws(CofferError)
         -> ConnectionStore
     {
         var info = stat()
         guard stat(path, &info) == 0 else {
             let err = errno
             if err == ENOENT {
-                throw CofferError(.failedPrecondition,
-                                  "no data directory at \(path); create it with: cofferd init --data-dir \(path)")
+                throw CofferError(
+                    .failedPrecondition,
+                    "no data directory at \(path); create it with: cofferd init --data-dir \(path)"
+                )
             }
-            throw CofferError(.failedPrecondition, "cannot read data directory \(path): \(SystemError(err).description)")
+            throw CofferError(
+                .failedPrecondition,
+                "cannot read data directory \(path): \(SystemError(err).description)"
+            )
         }
         guard info.st_mode & S_IFMT == S_IFDIR else {
             throw CofferError(.failedPrecondition, "data directory \(path) is not a directory")
         }
         let mode = info.st_mode & 0o777
         guard mode & 0o077 == 0 else {
-            throw CofferError(.failedPrecondition,
-                              "data directory \(path) is open to its group or others (mode \(String(mode, radix: 8))); fix it with: chmod 700 \(path)")
+            throw CofferError(
+                .failedPrecondition,
+                "data directory \(path) is open to its group or others (mode \(String(mode, radix: 8))); fix it with: chmod 700 \(path)"
+            )
         }
         guard holdsStore else {
-            throw CofferError(.failedPrecondition,
-                              "\(path) holds no Coffer store; create one with: cofferd init --data-dir \(path)")
+            throw CofferError(
+                .failedPrecondition,
+                "\(path) holds no Coffer store; create one with: cofferd init --data-dir \(path)"
+            )
         }
         let master = try MasterKey.load(from: keyFile ?? defaultKeyFile)
-        return try ConnectionStore.open(configuration ?? StoreConfiguration(directory: path), keys: KeyRing(master: master))
+        return try ConnectionStore.open(
+            configuration ?? StoreConfiguration(directory: path),
+            keys: KeyRing(master: master)
+        )
     }
 
     /// Creates the directory with mode 0700 (its parents as usual), or tightens an existing one to 0700.
@@ -101,14 +121,18 @@ public struct DataDirectory: Sendable {
                 throw CofferError(.failedPrecondition, "cannot create \(parent)", cause: error)
             }
             if mkdir(path, 0o700) != 0, errno != EEXIST {
-                throw CofferError(.failedPrecondition,
-                                  "cannot create data directory \(path): \(SystemError.current.description)")
+                throw CofferError(
+                    .failedPrecondition,
+                    "cannot create data directory \(path): \(SystemError.current.description)"
+                )
             }
         }
         // mkdir's mode is filtered by the umask; set it exactly.
         guard chmod(path, 0o700) == 0 else {
-            throw CofferError(.failedPrecondition,
-                              "cannot set mode 0700 on \(path): \(SystemError.current.description)")
+            throw CofferError(
+                .failedPrecondition,
+                "cannot set mode 0700 on \(path): \(SystemError.current.description)"
+            )
         }
     }
 
@@ -120,8 +144,10 @@ public struct DataDirectory: Sendable {
             var info = stat()
             guard lstat(file, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
             guard chmod(file, 0o600) == 0 else {
-                throw CofferError(.failedPrecondition,
-                                  "cannot set mode 0600 on \(file): \(SystemError.current.description)")
+                throw CofferError(
+                    .failedPrecondition,
+                    "cannot set mode 0600 on \(file): \(SystemError.current.description)"
+                )
             }
         }
         FileSystem.syncDirectory(containing: (path as NSString).appendingPathComponent(Self.storeFileName))
@@ -153,8 +179,10 @@ extension DataDirectory {
             let err = errno
             close(fd)
             if err == EWOULDBLOCK {
-                throw CofferError(.failedPrecondition,
-                                  "another cofferd is serving \(self.path) (it holds \(path)); stop it first")
+                throw CofferError(
+                    .failedPrecondition,
+                    "another cofferd is serving \(self.path) (it holds \(path)); stop it first"
+                )
             }
             throw CofferError(.failedPrecondition, "cannot lock \(path): \(SystemError(err).description)")
         }

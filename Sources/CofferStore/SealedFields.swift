@@ -14,20 +14,27 @@ public struct SealedFields: Sendable {
             throw CofferError(.invalidArgument, "a connection needs at least one field")
         }
         guard values.count <= limits.maxFields else {
-            throw CofferError(.invalidArgument,
-                              "a connection may have at most \(limits.maxFields) fields; this one has \(values.count)")
+            throw CofferError(
+                .invalidArgument,
+                "a connection may have at most \(limits.maxFields) fields; this one has \(values.count)"
+            )
         }
         var total = 0
         for (name, sealed) in values {
             let size = max(sealed.ciphertext.count - SealedValue.overhead, 0)
             guard size <= limits.maxValueBytes else {
-                throw CofferError(.invalidArgument, "the value of field \(name) is larger than \(limits.maxValueBytes) bytes")
+                throw CofferError(
+                    .invalidArgument,
+                    "the value of field \(name) is larger than \(limits.maxValueBytes) bytes"
+                )
             }
             total += size
         }
         guard total <= limits.maxConnectionBytes else {
-            throw CofferError(.invalidArgument,
-                              "the values of a connection may total at most \(limits.maxConnectionBytes) bytes")
+            throw CofferError(
+                .invalidArgument,
+                "the values of a connection may total at most \(limits.maxConnectionBytes) bytes"
+            )
         }
         var opened: [(FieldName, SecretBytes)] = []
         for (name, sealed) in values.sorted(by: { $0.key < $1.key }) {

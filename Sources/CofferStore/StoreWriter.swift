@@ -36,7 +36,14 @@ public struct StoreWriter {
             throw CofferError(.alreadyExists, "connection \(ref) already exists; overwrite it to change its values")
         }
         let time = now.unixMillis
-        let record = ConnectionTable.seal(ref, values.values, version: 1, created: time, updated: time, keys: store.keys)
+        let record = ConnectionTable.seal(
+            ref,
+            values.values,
+            version: 1,
+            created: time,
+            updated: time,
+            keys: store.keys
+        )
         try tables.connections.write(ref, record, txn)
         try tables.grants.clear(ref, txn)
         return ConnectionTable.info(ref, record, grants: [])
@@ -44,13 +51,23 @@ public struct StoreWriter {
 
     /// Replaces all of a connection's fields and raises its version by one. NOT_FOUND when it does not exist,
     /// FAILED_PRECONDITION when `expectedVersion` is given and is not the current version.
-    public func overwrite(_ ref: ConnectionRef, _ values: OpenedFields, expectedVersion: UInt64?) throws
+    public func overwrite(
+        _ ref: ConnectionRef,
+        _ values: OpenedFields,
+        expectedVersion: UInt64?
+    ) throws
         -> ConnectionInfo
     {
         let current = try tables.connections.existing(ref, txn)
         try Self.check(ref, current, expectedVersion: expectedVersion)
-        let record = ConnectionTable.seal(ref, values.values, version: current.version + 1,
-                                          created: current.createdUnixMs, updated: now.unixMillis, keys: store.keys)
+        let record = ConnectionTable.seal(
+            ref,
+            values.values,
+            version: current.version + 1,
+            created: current.createdUnixMs,
+            updated: now.unixMillis,
+            keys: store.keys
+        )
         try tables.connections.write(ref, record, txn)
         return ConnectionTable.info(ref, record, grants: try tables.grants.active(ref, txn))
     }
@@ -64,12 +81,16 @@ public struct StoreWriter {
         try tables.grants.markDeleted(ref, now: now, txn)
     }
 
-    private static func check(_ ref: ConnectionRef, _ record: Coffer_Storage_V1_ConnectionRecord,
-                              expectedVersion: UInt64?) throws(CofferError)
-    {
+    private static func check(
+        _ ref: ConnectionRef,
+        _ record: Coffer_Storage_V1_ConnectionRecord,
+        expectedVersion: UInt64?
+    ) throws(CofferError) {
         if let expectedVersion, expectedVersion != record.version {
-            throw CofferError(.failedPrecondition,
-                              "connection \(ref) is at version \(record.version), not the expected \(expectedVersion)")
+            throw CofferError(
+                .failedPrecondition,
+                "connection \(ref) is at version \(record.version), not the expected \(expectedVersion)"
+            )
         }
     }
 

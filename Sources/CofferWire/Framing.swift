@@ -37,8 +37,10 @@ public enum Framing {
             }
             value |= UInt64(byte & 0x7f) << shift
             if value > UInt64(maxFrameSize) {
-                return .invalid(.resourceExhausted,
-                                "frame too large: the limit is \(maxFrameSize) bytes")
+                return .invalid(
+                    .resourceExhausted,
+                    "frame too large: the limit is \(maxFrameSize) bytes"
+                )
             }
             if byte & 0x80 == 0 {
                 return .frame(length: Int(value), prefixLength: count)
@@ -68,7 +70,10 @@ public enum Framing {
     }
 
     /// Decodes a frame's body with Coffer's depth limit.
-    public static func decode<M: SwiftProtobuf.Message>(_ type: M.Type, from body: some Collection<UInt8>) throws(CofferError) -> M {
+    public static func decode<M: SwiftProtobuf.Message>(
+        _ type: M.Type,
+        from body: some Collection<UInt8>
+    ) throws(CofferError) -> M {
         try decode(type, from: Array(body))
     }
 

@@ -79,9 +79,14 @@ extension ConnectionInfo {
     /// Reads what cofferd sent; a malformed name is cofferd's failure, INTERNAL.
     public init(_ wire: Coffer_V1_ConnectionInfo) throws(CofferError) {
         do {
-            self.init(ref: try ConnectionRef(parsing: wire.connection), fields: try wire.fields.map(FieldName.init),
-                      version: wire.version, created: Date(unixMillis: wire.createdUnixMs),
-                      updated: Date(unixMillis: wire.updatedUnixMs), grants: try wire.grants.map(WorkflowName.init))
+            self.init(
+                ref: try ConnectionRef(parsing: wire.connection),
+                fields: try wire.fields.map(FieldName.init),
+                version: wire.version,
+                created: Date(unixMillis: wire.createdUnixMs),
+                updated: Date(unixMillis: wire.updatedUnixMs),
+                grants: try wire.grants.map(WorkflowName.init)
+            )
         } catch {
             throw CofferError(.internal, "cofferd sent a malformed connection", cause: error)
         }
@@ -141,8 +146,13 @@ extension AuditEvent {
             guard let socket = SocketRole(rawValue: wire.socket), let action = AuditAction(name: wire.operation) else {
                 throw CofferError(.internal, "unknown socket or operation")
             }
-            self.init(time: Date(unixMillis: wire.timeUnixMs), socket: socket, action: action,
-                      peerUID: wire.peerUid, peerPID: wire.peerPid)
+            self.init(
+                time: Date(unixMillis: wire.timeUnixMs),
+                socket: socket,
+                action: action,
+                peerUID: wire.peerUid,
+                peerPID: wire.peerPid
+            )
             sequence = wire.sequence
             connection = wire.connection.isEmpty ? nil : try ConnectionRef(parsing: wire.connection)
             workflow = wire.workflow.isEmpty ? nil : try WorkflowName(wire.workflow)
@@ -191,9 +201,17 @@ extension IssuedToken {
         do { id = try TokenID(wire.tokenID) } catch {
             throw CofferError(.internal, "cofferd sent a malformed token id", cause: error)
         }
-        self.init(info: TokenInfo(id: id, workflow: workflow, runID: runID, created: Date(unixMillis: wire.createdUnixMs),
-                                  expires: Date(unixMillis: wire.expiresUnixMs), revoked: nil),
-                  token: SecretBytes(utf8: wire.token))
+        self.init(
+            info: TokenInfo(
+                id: id,
+                workflow: workflow,
+                runID: runID,
+                created: Date(unixMillis: wire.createdUnixMs),
+                expires: Date(unixMillis: wire.expiresUnixMs),
+                revoked: nil
+            ),
+            token: SecretBytes(utf8: wire.token)
+        )
     }
 }
 

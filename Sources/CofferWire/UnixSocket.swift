@@ -1,4 +1,5 @@
 import CofferCore
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -34,7 +34,8 @@ struct SocketOptions: ParsableArguments {
     var adminSocket: String = ProcessInfo.processInfo.environment["COFFER_ADMIN_SOCKET"] ?? CofferDefaults.adminSocket
 
     @Option(name: .customLong("worker-socket"), help: "The worker socket (or COFFER_WORKER_SOCKET).")
-    var workerSocket: String = ProcessInfo.processInfo.environment["COFFER_WORKER_SOCKET"] ?? CofferDefaults.workerSocket
+    var workerSocket: String =
+        ProcessInfo.processInfo.environment["COFFER_WORKER_SOCKET"] ?? CofferDefaults.workerSocket
 
     func admin() throws(CofferError) -> CofferAdminClient { try CofferAdminClient(socketPath: adminSocket) }
     func worker() throws(CofferError) -> CofferWorkerClient { try CofferWorkerClient(socketPath: workerSocket) }
@@ -57,8 +58,11 @@ struct ValueInput: ParsableArguments {
             } else {
                 if isatty(STDIN_FILENO) == 1 {
                     // Typed values do not echo in argv or history this way, but the terminal shows them.
-                    FileHandle.standardError.write(Data(
-                        "coffer: reading the fields as a JSON object from stdin; end with Ctrl-D\n".utf8))
+                    FileHandle.standardError.write(
+                        Data(
+                            "coffer: reading the fields as a JSON object from stdin; end with Ctrl-D\n".utf8
+                        )
+                    )
                 }
                 data = FileHandle.standardInput.readDataToEndOfFile()
             }
@@ -69,7 +73,8 @@ struct ValueInput: ParsableArguments {
             throw CofferError(.invalidArgument, "\(source) is larger than \(Self.maxInputBytes) bytes")
         }
         // Never quote the input in an error: it holds secret values.
-        let shape = "\(source) must hold a JSON object of strings, such as {\"username\": \"...\", \"password\": \"...\"}"
+        let shape =
+            "\(source) must hold a JSON object of strings, such as {\"username\": \"...\", \"password\": \"...\"}"
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw CofferError(.invalidArgument, shape)
         }
@@ -88,7 +93,8 @@ struct ValueInput: ParsableArguments {
 extension Coffer {
     struct Put: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create a connection from a JSON object of fields on stdin.")
+            abstract: "Create a connection from a JSON object of fields on stdin."
+        )
 
         @Argument(help: "The connection, type/name.") var connection: String
         @OptionGroup var input: ValueInput
@@ -99,14 +105,17 @@ extension Coffer {
                 let ref = try ConnectionRef(parsing: connection)
                 let values = try input.read()
                 let info = try sockets.admin().put(ref, values: values)
-                print("put \(info.ref) version \(info.version) with fields \(info.fields.map(\.rawValue).joined(separator: ", "))")
+                print(
+                    "put \(info.ref) version \(info.version) with fields \(info.fields.map(\.rawValue).joined(separator: ", "))"
+                )
             }
         }
     }
 
     struct Overwrite: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Replace all of a connection's fields from a JSON object on stdin.")
+            abstract: "Replace all of a connection's fields from a JSON object on stdin."
+        )
 
         @Argument(help: "The connection, type/name.") var connection: String
         @Option(name: .customLong("expect-version"), help: "Only if the connection is at this version.")
@@ -142,7 +151,9 @@ extension Coffer {
     }
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List connections: names, fields, versions, grants; never values.")
+        static let configuration = CommandConfiguration(
+            abstract: "List connections: names, fields, versions, grants; never values."
+        )
 
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var sockets: SocketOptions
@@ -151,18 +162,24 @@ extension Coffer {
             try reporting {
                 let connections = try sockets.admin().list()
                 if json {
-                    printJSON(connections.map { info -> [String: Any] in
-                        ["connection": info.ref.description, "fields": info.fields.map(\.rawValue),
-                         "version": info.version, "created": info.created.formatted(.iso8601),
-                         "updated": info.updated.formatted(.iso8601), "grants": info.grants.map(\.rawValue)]
-                    })
+                    printJSON(
+                        connections.map { info -> [String: Any] in
+                            [
+                                "connection": info.ref.description, "fields": info.fields.map(\.rawValue),
+                                "version": info.version, "created": info.created.formatted(.iso8601),
+                                "updated": info.updated.formatted(.iso8601), "grants": info.grants.map(\.rawValue),
+                            ]
+                        }
+                    )
                     return
                 }
                 var rows = [["CONNECTION", "VERSION", "FIELDS", "GRANTS", "UPDATED"]]
                 for info in connections {
                     let grants = info.grants.map(\.rawValue).joined(separator: ",")
-                    rows.append([info.ref.description, "\(info.version)", info.fields.map(\.rawValue).joined(separator: ","),
-                                 dash(grants), info.updated.formatted(.iso8601)])
+                    rows.append([
+                        info.ref.description, "\(info.version)", info.fields.map(\.rawValue).joined(separator: ","),
+                        dash(grants), info.updated.formatted(.iso8601),
+                    ])
                 }
                 printTable(rows)
             }
@@ -205,13 +222,17 @@ extension Coffer {
 
     struct Token: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Issue and revoke workflow tokens.", subcommands: [Issue.self, RevokeToken.self])
+            abstract: "Issue and revoke workflow tokens.",
+            subcommands: [Issue.self, RevokeToken.self]
+        )
 
         struct Issue: ParsableCommand {
             static let configuration = CommandConfiguration(
                 commandName: "issue",
                 abstract: "Issue a token for a workflow and print it once.",
-                discussion: "Prints the token alone on stdout, or with --json an object with the token, its id and its expiry.")
+                discussion:
+                    "Prints the token alone on stdout, or with --json an object with the token, its id and its expiry."
+            )
 
             @Argument(help: "The workflow.") var workflow: String
             @Option(help: "How long the token lives: 90s, 15m, 1h, 7d (default 1h, at most 30d).") var ttl: String?
@@ -222,7 +243,9 @@ extension Coffer {
 
             func validate() throws {
                 if let ttl, parseDuration(ttl) == nil || parseDuration(ttl)! > .seconds(30 * 24 * 3600) {
-                    throw ValidationError("--ttl must be a number of seconds or a number with s, m, h or d, such as 15m")
+                    throw ValidationError(
+                        "--ttl must be a number of seconds or a number with s, m, h or d, such as 15m"
+                    )
                 }
             }
 
@@ -233,8 +256,12 @@ extension Coffer {
                     let issued = try sockets.admin().issueToken(for: name, ttl: ttl.flatMap(parseDuration), runID: run)
                     let token = issued.token.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
                     if json {
-                        printJSON(["token": token, "id": issued.info.id.rawValue,
-                                   "expires": issued.info.expires.formatted(.iso8601)] as [String: Any])
+                        printJSON(
+                            [
+                                "token": token, "id": issued.info.id.rawValue,
+                                "expires": issued.info.expires.formatted(.iso8601),
+                            ] as [String: Any]
+                        )
                     } else {
                         print(token)
                     }
@@ -243,7 +270,10 @@ extension Coffer {
         }
 
         struct RevokeToken: ParsableCommand {
-            static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Revoke a token by its id.")
+            static let configuration = CommandConfiguration(
+                commandName: "revoke",
+                abstract: "Revoke a token by its id."
+            )
 
             @Argument(help: "The token's id (16 hex digits).") var id: String
             @OptionGroup var sockets: SocketOptions
@@ -270,21 +300,31 @@ extension Coffer {
             try reporting {
                 let records = try sockets.admin().audit(after: after, limit: limit).records
                 if json {
-                    printJSON(records.map { r -> [String: Any] in
-                        ["sequence": r.sequence, "time": r.time.formatted(.iso8601), "socket": r.socket.rawValue,
-                         "operation": r.action.name, "connection": r.connection?.description ?? "",
-                         "workflow": r.workflow?.rawValue ?? "", "token_id": r.tokenID?.rawValue ?? "",
-                         "run_id": r.runID?.rawValue ?? "", "peer_uid": r.peerUID, "peer_pid": r.peerPID,
-                         "outcome": r.outcome.name, "count": r.count]
-                    })
+                    printJSON(
+                        records.map { r -> [String: Any] in
+                            [
+                                "sequence": r.sequence, "time": r.time.formatted(.iso8601), "socket": r.socket.rawValue,
+                                "operation": r.action.name, "connection": r.connection?.description ?? "",
+                                "workflow": r.workflow?.rawValue ?? "", "token_id": r.tokenID?.rawValue ?? "",
+                                "run_id": r.runID?.rawValue ?? "", "peer_uid": r.peerUID, "peer_pid": r.peerPID,
+                                "outcome": r.outcome.name, "count": r.count,
+                            ]
+                        }
+                    )
                     return
                 }
-                var rows = [["SEQ", "TIME", "SOCKET", "OPERATION", "CONNECTION", "WORKFLOW", "TOKEN", "RUN", "UID", "PID",
-                             "OUTCOME", "COUNT"]]
+                var rows = [
+                    [
+                        "SEQ", "TIME", "SOCKET", "OPERATION", "CONNECTION", "WORKFLOW", "TOKEN", "RUN", "UID", "PID",
+                        "OUTCOME", "COUNT",
+                    ]
+                ]
                 for r in records {
-                    rows.append(["\(r.sequence)", r.time.formatted(.iso8601), r.socket.rawValue, r.action.name,
-                                 dash(r.connection?.description), dash(r.workflow?.rawValue), dash(r.tokenID?.rawValue),
-                                 dash(r.runID?.rawValue), "\(r.peerUID)", "\(r.peerPID)", r.outcome.name, "\(r.count)"])
+                    rows.append([
+                        "\(r.sequence)", r.time.formatted(.iso8601), r.socket.rawValue, r.action.name,
+                        dash(r.connection?.description), dash(r.workflow?.rawValue), dash(r.tokenID?.rawValue),
+                        dash(r.runID?.rawValue), "\(r.peerUID)", "\(r.peerPID)", r.outcome.name, "\(r.count)",
+                    ])
                 }
                 printTable(rows)
             }
@@ -302,7 +342,9 @@ extension Coffer {
                 let worker = try sockets.worker().health()
                 for (socket, report) in [("admin", admin), ("worker", worker)] {
                     let reason = report.reason.map { ": \($0)" } ?? ""
-                    print("\(socket) socket: \(report.serving ? "serving" : "not serving")\(reason) (key \(report.keyID))")
+                    print(
+                        "\(socket) socket: \(report.serving ? "serving" : "not serving")\(reason) (key \(report.keyID))"
+                    )
                 }
                 if !admin.serving || !worker.serving {
                     throw CofferError(.unavailable, "cofferd is not serving")
@@ -314,7 +356,9 @@ extension Coffer {
     struct Get: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Get a connection's values on the worker socket with a workflow token.",
-            discussion: "The token comes from --token-file or COFFER_TOKEN, never from argv. Prints the fields as a JSON object, or with --field one field's raw value.")
+            discussion:
+                "The token comes from --token-file or COFFER_TOKEN, never from argv. Prints the fields as a JSON object, or with --field one field's raw value."
+        )
 
         @Argument(help: "The connection, type/name.") var connection: String
         @Option(help: "Print only this field's raw value.") var field: String?
@@ -337,7 +381,10 @@ extension Coffer {
                 var object: [String: String] = [:]
                 for (name, value) in result.fields {
                     guard let text = value.withUnsafeBytes({ String(validating: $0, as: UTF8.self) }) else {
-                        throw CofferError(.failedPrecondition, "field \(name) is not UTF-8 text; print it with --field \(name)")
+                        throw CofferError(
+                            .failedPrecondition,
+                            "field \(name) is not UTF-8 text; print it with --field \(name)"
+                        )
                     }
                     object[name.rawValue] = text
                 }
@@ -369,7 +416,11 @@ func reporting(_ body: () throws -> Void) throws {
 func dash(_ text: String?) -> String { text.map { $0.isEmpty ? "-" : $0 } ?? "-" }
 
 func printJSON(_ value: Any) {
-    let data = (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])) ?? Data("null".utf8)
+    let data =
+        (try? JSONSerialization.data(
+            withJSONObject: value,
+            options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        )) ?? Data("null".utf8)
     FileHandle.standardOutput.write(data + Data("\n".utf8))
 }
 

@@ -23,9 +23,14 @@ struct DataOptions: ParsableArguments {
     @Option(name: .customLong("data-dir"), help: "The data directory (mode 0700).")
     var dataDirectory: String = CofferDefaults.dataDirectory
 
-    @Option(name: .customLong("key-file"),
-            help: ArgumentHelp("Read the master key from this file instead of DATA_DIR/master.key.",
-                               discussion: "For systemd credentials, pass ${CREDENTIALS_DIRECTORY}/NAME; for Kubernetes, a file in a secret volume with defaultMode 0400."))
+    @Option(
+        name: .customLong("key-file"),
+        help: ArgumentHelp(
+            "Read the master key from this file instead of DATA_DIR/master.key.",
+            discussion:
+                "For systemd credentials, pass ${CREDENTIALS_DIRECTORY}/NAME; for Kubernetes, a file in a secret volume with defaultMode 0400."
+        )
+    )
     var keyFile: String?
 
     @Option(name: .customLong("map-size"), help: "The most the store may hold, in MiB; its map grows up to it.")
@@ -46,7 +51,8 @@ extension Cofferd {
     struct Init: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a data directory, a master key and an empty store.",
-            discussion: "Never replaces an existing key or store. With --key-file naming an existing file, that key is used; otherwise a new key is written there (or to DATA_DIR/master.key)."
+            discussion:
+                "Never replaces an existing key or store. With --key-file naming an existing file, that key is used; otherwise a new key is written there (or to DATA_DIR/master.key)."
         )
 
         @OptionGroup var data: DataOptions
@@ -65,7 +71,8 @@ extension Cofferd {
 
     struct Status: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Open the store, check the master key, and print counts and sizes (never a value).")
+            abstract: "Open the store, check the master key, and print counts and sizes (never a value)."
+        )
 
         @OptionGroup var data: DataOptions
 
@@ -82,9 +89,13 @@ extension Cofferd {
                 print("connections: \(status.connections)")
                 print("grants: \(status.grants)")
                 print("tokens: \(status.tokens)")
-                print("audit records: \(status.auditRecords) (records of the last second of a serving cofferd may still be in its journal)")
+                print(
+                    "audit records: \(status.auditRecords) (records of the last second of a serving cofferd may still be in its journal)"
+                )
                 print("map: \(status.usedBytes >> 10) KiB used of \(status.mapSize >> 20) MiB")
-                print("secret memory locked: \(SecureMemory.canLock() ? "yes" : "no (raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)")")
+                print(
+                    "secret memory locked: \(SecureMemory.canLock() ? "yes" : "no (raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)")"
+                )
             }
         }
     }

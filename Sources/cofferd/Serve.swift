@@ -12,17 +12,21 @@ extension Cofferd {
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Serve the admin and worker sockets until SIGTERM, SIGINT or SIGHUP.",
-            discussion: "On any of them cofferd stops reading, answers every request it has read, and stops.")
+            discussion: "On any of them cofferd stops reading, answers every request it has read, and stops."
+        )
 
         /// Where every option's default comes from.
         private static let defaults = ServerConfiguration(
             adminSocket: SocketConfiguration(path: CofferDefaults.adminSocket, mode: 0o600),
-            workerSocket: SocketConfiguration(path: CofferDefaults.workerSocket, mode: 0o660))
+            workerSocket: SocketConfiguration(path: CofferDefaults.workerSocket, mode: 0o660)
+        )
 
         @OptionGroup var data: DataOptions
 
-        @Flag(name: .customLong("init-if-missing"),
-              help: "Create the data directory, key and store on first start (the embedded default).")
+        @Flag(
+            name: .customLong("init-if-missing"),
+            help: "Create the data directory, key and store on first start (the embedded default)."
+        )
         var initIfMissing = false
 
         @Option(name: .customLong("admin-socket"), help: "The admin socket's path.")
@@ -34,8 +38,10 @@ extension Cofferd {
         @Option(name: .customLong("admin-socket-group"), help: "Give the admin socket this group (a name or gid).")
         var adminSocketGroup: String?
 
-        @Option(name: .customLong("admin-uid"),
-                help: "A uid allowed on the admin socket; repeat for several. Default: cofferd's own uid and root.")
+        @Option(
+            name: .customLong("admin-uid"),
+            help: "A uid allowed on the admin socket; repeat for several. Default: cofferd's own uid and root."
+        )
         var adminUIDs: [UInt32] = []
 
         @Option(name: .customLong("worker-socket"), help: "The worker socket's path.")
@@ -47,19 +53,26 @@ extension Cofferd {
         @Option(name: .customLong("worker-socket-group"), help: "Give the worker socket this group (a name or gid).")
         var workerSocketGroup: String?
 
-        @Option(name: .customLong("worker-uid"),
-                help: "Allow only these uids (and --worker-gid's) on the worker socket; repeat for several.")
+        @Option(
+            name: .customLong("worker-uid"),
+            help: "Allow only these uids (and --worker-gid's) on the worker socket; repeat for several."
+        )
         var workerUIDs: [UInt32] = []
 
-        @Option(name: .customLong("worker-gid"),
-                help: "Allow only clients whose primary gid is one of these (and --worker-uid's) on the worker socket.")
+        @Option(
+            name: .customLong("worker-gid"),
+            help: "Allow only clients whose primary gid is one of these (and --worker-uid's) on the worker socket."
+        )
         var workerGIDs: [UInt32] = []
 
         @Option(name: .customLong("max-admin-clients"), help: "The most clients served at once on the admin socket.")
         var maxAdminClients: Int = defaults.maxAdminClients
 
-        @Option(name: .customLong("max-worker-clients"),
-                help: "The most clients served at once on the worker socket; when full, the one idle the longest makes room.")
+        @Option(
+            name: .customLong("max-worker-clients"),
+            help:
+                "The most clients served at once on the worker socket; when full, the one idle the longest makes room."
+        )
         var maxWorkerClients: Int = defaults.maxWorkerClients
 
         @Option(name: .customLong("max-worker-clients-per-uid"), help: "The most worker-socket clients of one uid.")
@@ -68,20 +81,28 @@ extension Cofferd {
         @Option(name: .customLong("max-frame-size"), help: "The largest frame read on the admin socket, in bytes.")
         var maxFrameSize: Int = defaults.maxFrameSize
 
-        @Option(name: .customLong("idle-timeout"),
-                help: "Close a client that makes no request but Health for this many seconds.")
+        @Option(
+            name: .customLong("idle-timeout"),
+            help: "Close a client that makes no request but Health for this many seconds."
+        )
         var idleTimeout: Int = Int(defaults.idleTimeout.wholeSeconds)
 
-        @Option(name: .customLong("read-timeout"),
-                help: "Close a client whose frame is not complete within this many seconds.")
+        @Option(
+            name: .customLong("read-timeout"),
+            help: "Close a client whose frame is not complete within this many seconds."
+        )
         var readTimeout: Int = Int(defaults.readTimeout.wholeSeconds)
 
-        @Option(name: .customLong("write-timeout"),
-                help: "Close a client that takes none of its answers for this many seconds.")
+        @Option(
+            name: .customLong("write-timeout"),
+            help: "Close a client that takes none of its answers for this many seconds."
+        )
         var writeTimeout: Int = Int(defaults.writeTimeout.wholeSeconds)
 
-        @Option(name: .customLong("shutdown-grace"),
-                help: "On SIGTERM, give clients this many seconds to take their answers.")
+        @Option(
+            name: .customLong("shutdown-grace"),
+            help: "On SIGTERM, give clients this many seconds to take their answers."
+        )
         var shutdownGrace: Int = Int(defaults.shutdownGrace.wholeSeconds)
 
         @Option(name: .customLong("event-loops"), help: "Threads that serve clients.")
@@ -92,16 +113,21 @@ extension Cofferd {
 
         func validate() throws {
             guard let mode = UInt32(adminSocketMode, radix: 8), mode == 0o600 || mode == 0o660 else {
-                throw ValidationError("--admin-socket-mode must be 0600 or 0660: the admin socket is never open to others")
+                throw ValidationError(
+                    "--admin-socket-mode must be 0600 or 0660: the admin socket is never open to others"
+                )
             }
             guard let mode = UInt32(workerSocketMode, radix: 8), mode & ~0o660 == 0, mode & 0o600 == 0o600 else {
-                throw ValidationError("--worker-socket-mode must be 0600 or 0660 (or 0620, 0640): the worker socket is never open to others; use --worker-socket-group")
+                throw ValidationError(
+                    "--worker-socket-mode must be 0600 or 0660 (or 0620, 0640): the worker socket is never open to others; use --worker-socket-group"
+                )
             }
-            for (name, value) in [("max-admin-clients", maxAdminClients), ("max-worker-clients", maxWorkerClients),
-                                  ("max-worker-clients-per-uid", maxWorkerClientsPerUID), ("max-frame-size", maxFrameSize),
-                                  ("idle-timeout", idleTimeout), ("read-timeout", readTimeout),
-                                  ("write-timeout", writeTimeout), ("event-loops", eventLoops)] where value < 1
-            {
+            for (name, value) in [
+                ("max-admin-clients", maxAdminClients), ("max-worker-clients", maxWorkerClients),
+                ("max-worker-clients-per-uid", maxWorkerClientsPerUID), ("max-frame-size", maxFrameSize),
+                ("idle-timeout", idleTimeout), ("read-timeout", readTimeout),
+                ("write-timeout", writeTimeout), ("event-loops", eventLoops),
+            ] where value < 1 {
                 throw ValidationError("--\(name) must be at least 1")
             }
             guard shutdownGrace >= 0 else { throw ValidationError("--shutdown-grace must not be negative") }
@@ -115,13 +141,15 @@ extension Cofferd {
             umask(0o077)
             var logger = Logger(label: "cofferd")
             logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-            try await Cofferd.reporter.run {
+            try await Cofferd.reporter.runAsync {
                 try ProcessProtection.apply()
                 let configuration = try serverConfiguration()
                 let files = ProcessProtection.raiseFileLimit()
                 if files < configuration.maxAdminClients + configuration.maxWorkerClients + 64 {
-                    logger.warning("the open-file limit is below the client limits; raise it (ulimit -n, LimitNOFILE)",
-                                   metadata: ["limit": "\(files)"])
+                    logger.warning(
+                        "the open-file limit is below the client limits; raise it (ulimit -n, LimitNOFILE)",
+                        metadata: ["limit": "\(files)"]
+                    )
                 }
                 let directory = DataDirectory(data.dataDirectory)
                 // Without a store, initialise one; initialize refuses to replace a key left there.
@@ -134,7 +162,9 @@ extension Cofferd {
                 let store = try directory.open(keyFile: data.keyFile, configuration: data.storeConfiguration)
                 defer { store.close() }
                 if !SecureMemory.canLock() {
-                    logger.warning("secret memory cannot be locked into RAM; raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK")
+                    logger.warning(
+                        "secret memory cannot be locked into RAM; raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK"
+                    )
                 }
                 try await serve(store: store, configuration: configuration, logger: logger)
             }
@@ -145,11 +175,18 @@ extension Cofferd {
             let writer = WriterReference()
             let (journal, recovery) = try AuditJournal.open(store: store, onThreshold: { writer.queue?.requestFold() })
             if recovery.records > 0 || recovery.droppedBytes > 0 {
-                logger.notice("audit journal recovered", metadata: [
-                    "records": "\(recovery.records)", "torn_bytes_dropped": "\(recovery.droppedBytes)"])
+                logger.notice(
+                    "audit journal recovered",
+                    metadata: [
+                        "records": "\(recovery.records)", "torn_bytes_dropped": "\(recovery.droppedBytes)",
+                    ]
+                )
             }
             let commits = CommitQueue(store: store, journal: journal) { message, error in
-                logger.error("\(message)", metadata: ["error": "\(error.message)", "cause": "\(error.causeDescription)"])
+                logger.error(
+                    "\(message)",
+                    metadata: ["error": "\(error.message)", "cause": "\(error.causeDescription)"]
+                )
             }
             writer.queue = commits
             defer { commits.stop() }
@@ -157,19 +194,35 @@ extension Cofferd {
                 StoreService(store: store, commits: commits, logger: logger),
                 AuditWriterService(commits: commits, logger: logger),
                 TokenJanitor(commits: commits, retention: configuration.tokenRetention, logger: logger),
-                CofferServer(configuration: configuration, store: store, journal: journal, commits: commits, logger: logger),
+                CofferServer(
+                    configuration: configuration,
+                    store: store,
+                    journal: journal,
+                    commits: commits,
+                    logger: logger
+                ),
             ]
-            let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint, .sighup],
-                                     cancellationSignals: [], logger: logger)
+            let group = ServiceGroup(
+                services: services,
+                gracefulShutdownSignals: [.sigterm, .sigint, .sighup],
+                cancellationSignals: [],
+                logger: logger
+            )
             try await group.run()
         }
 
         private func serverConfiguration() throws(CofferError) -> ServerConfiguration {
             var configuration = Self.defaults
             configuration.adminSocket = SocketConfiguration(
-                path: adminSocket, mode: mode_t(adminSocketMode, radix: 8)!, group: try adminSocketGroup.map(Self.group))
+                path: adminSocket,
+                mode: mode_t(adminSocketMode, radix: 8)!,
+                group: try adminSocketGroup.map(Self.group)
+            )
             configuration.workerSocket = SocketConfiguration(
-                path: workerSocket, mode: mode_t(workerSocketMode, radix: 8)!, group: try workerSocketGroup.map(Self.group))
+                path: workerSocket,
+                mode: mode_t(workerSocketMode, radix: 8)!,
+                group: try workerSocketGroup.map(Self.group)
+            )
             if !adminUIDs.isEmpty { configuration.adminUIDs = Set(adminUIDs) }
             configuration.workerUIDs = Set(workerUIDs)
             configuration.workerGIDs = Set(workerGIDs)

@@ -1,8 +1,9 @@
-@testable import CofferCrypto
 import CofferCore
 import CofferTestSupport
 import Foundation
 import Testing
+
+@testable import CofferCrypto
 
 @Suite struct MasterKeyTests {
     let dir = TemporaryDirectory()
@@ -59,8 +60,11 @@ import Testing
 
     @Test func refusesADirectory() throws {
         let path = dir.child("subdir")
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false,
-                                                attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: path,
+            withIntermediateDirectories: false,
+            attributes: [.posixPermissions: 0o700]
+        )
         #expect(throws: CofferError.self) { try MasterKey.load(from: path) }
     }
 

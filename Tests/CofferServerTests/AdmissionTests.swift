@@ -1,14 +1,17 @@
-@testable import CofferServer
 import CofferCore
 import NIOCore
 import NIOEmbedded
 import Testing
 
+@testable import CofferServer
+
 @Suite struct AdmissionTests {
     func configuration(_ adjust: (inout ServerConfiguration) -> Void = { _ in }) -> ServerConfiguration {
         var configuration = ServerConfiguration(
-            adminSocket: SocketConfiguration(path: "/a", mode: 0o600), workerSocket: SocketConfiguration(path: "/w", mode: 0o660),
-            adminUIDs: [0])
+            adminSocket: SocketConfiguration(path: "/a", mode: 0o600),
+            workerSocket: SocketConfiguration(path: "/w", mode: 0o660),
+            adminUIDs: [0]
+        )
         configuration.maxAdminClients = 2
         configuration.maxWorkerClients = 3
         configuration.maxWorkerClientsPerUID = 2
@@ -19,8 +22,13 @@ import Testing
     func peer(_ uid: UInt32, gid: UInt32 = 100) -> PeerCredentials { PeerCredentials(pid: 1, uid: uid, gid: gid) }
 
     @discardableResult
-    func admitted(_ admission: Admission, _ socket: SocketRole, _ peer: PeerCredentials) throws -> (ClientSlot, ClientSlot?) {
-        guard case .admitted(let slot, let evicted) = admission.admit(EmbeddedChannel(), socket: socket, peer: peer) else {
+    func admitted(
+        _ admission: Admission,
+        _ socket: SocketRole,
+        _ peer: PeerCredentials
+    ) throws -> (ClientSlot, ClientSlot?) {
+        guard case .admitted(let slot, let evicted) = admission.admit(EmbeddedChannel(), socket: socket, peer: peer)
+        else {
             throw CofferError(.internal, "refused")
         }
         return (slot, evicted)
@@ -75,10 +83,12 @@ import Testing
     }
 
     @Test func allowListsAreCheckedFromTheKernelsCredentials() {
-        let admission = Admission(configuration: configuration {
-            $0.workerUIDs = [1000]
-            $0.workerGIDs = [50]
-        })
+        let admission = Admission(
+            configuration: configuration {
+                $0.workerUIDs = [1000]
+                $0.workerGIDs = [50]
+            }
+        )
         #expect(refusal(admission, .admin, peer(1000))?.code == .permissionDenied)
         #expect(refusal(admission, .worker, peer(1000)) == nil)
         #expect(refusal(admission, .worker, peer(2000, gid: 50)) == nil)

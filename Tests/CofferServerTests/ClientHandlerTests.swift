@@ -1,4 +1,3 @@
-@testable import CofferServer
 import CofferCore
 import CofferTestSupport
 import CofferWire
@@ -7,6 +6,8 @@ import NIOCore
 import NIOEmbedded
 import Synchronization
 import Testing
+
+@testable import CofferServer
 
 /// Counts the reads the client handler lets through to the socket.
 private final class ReadCounter: ChannelOutboundHandler, Sendable {
@@ -38,8 +39,15 @@ private struct TestClient {
         try await channel.testingEventLoop.executeInContext {
             try channel.pipeline.syncOperations.addHandler(counter)
             try channel.pipeline.syncOperations.addHandler(
-                ClientHandler(pipeline: pipeline, identity: identity, slot: slot, admission: admission,
-                              budget: FrameBudget(limit: 1 << 20, threshold: 64 * 1024), logger: Logger(label: "test")))
+                ClientHandler(
+                    pipeline: pipeline,
+                    identity: identity,
+                    slot: slot,
+                    admission: admission,
+                    budget: FrameBudget(limit: 1 << 20, threshold: 64 * 1024),
+                    logger: Logger(label: "test")
+                )
+            )
         }
         try await channel.connect(to: try SocketAddress(unixDomainSocketPath: "/unused"))
     }

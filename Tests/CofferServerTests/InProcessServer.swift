@@ -1,4 +1,3 @@
-@testable import CofferServer
 import CofferCore
 import CofferCrypto
 import CofferStore
@@ -8,6 +7,8 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+
+@testable import CofferServer
 
 /// The request path of a real cofferd, in this process and without sockets: a store in a temporary
 /// directory, its journal and writer, and the pipeline, with a clock the test moves.
@@ -28,19 +29,29 @@ final class InProcessServer: @unchecked Sendable {
     init(_ adjust: (inout ServerConfiguration) -> Void = { _ in }) throws {
         var configuration = ServerConfiguration(
             adminSocket: SocketConfiguration(path: "/unused/admin", mode: 0o600),
-            workerSocket: SocketConfiguration(path: "/unused/worker", mode: 0o660), adminUIDs: [0])
+            workerSocket: SocketConfiguration(path: "/unused/worker", mode: 0o660),
+            adminUIDs: [0]
+        )
         configuration.denialAggregationInterval = .milliseconds(5)
         adjust(&configuration)
         self.configuration = configuration
         let clock = self.clock
         store = try DataDirectory(dir.child("data")).initialize(
-            configuration: StoreConfiguration(directory: dir.child("data"), clock: { clock.now }))
+            configuration: StoreConfiguration(directory: dir.child("data"), clock: { clock.now })
+        )
         journal = try AuditJournal.open(store: store).0
         commits = CommitQueue(store: store, journal: journal)
         commits.start()
         background.start()
-        pipeline = RequestPipeline(store: store, journal: journal, commits: commits, background: background,
-                                   configuration: configuration, logger: Logger(label: "test"), clock: { clock.now })
+        pipeline = RequestPipeline(
+            store: store,
+            journal: journal,
+            commits: commits,
+            background: background,
+            configuration: configuration,
+            logger: Logger(label: "test"),
+            clock: { clock.now }
+        )
     }
 
     deinit {
@@ -51,7 +62,10 @@ final class InProcessServer: @unchecked Sendable {
     }
 
     /// Serves one turn of `requests` (ids 1, 2, ... unless set) and returns its answers and how many it served.
-    func turn(_ requests: [Coffer_V1_Request], as client: ClientIdentity = InProcessServer.admin) async throws
+    func turn(
+        _ requests: [Coffer_V1_Request],
+        as client: ClientIdentity = InProcessServer.admin
+    ) async throws
         -> (responses: [Coffer_V1_Response], served: Int)
     {
         var frames: [[UInt8]] = []
@@ -63,7 +77,10 @@ final class InProcessServer: @unchecked Sendable {
         return try await turn(frames: frames, as: client)
     }
 
-    func turn(frames: [[UInt8]], as client: ClientIdentity) async throws -> (responses: [Coffer_V1_Response], served: Int) {
+    func turn(
+        frames: [[UInt8]],
+        as client: ClientIdentity
+    ) async throws -> (responses: [Coffer_V1_Response], served: Int) {
         // A turn runs on its client's event loop.
         let (pipeline, loop) = (self.pipeline, self.loop)
         let result = try await loop.flatSubmit { pipeline.serve(frames, client: client, on: loop) }.get()
@@ -71,7 +88,10 @@ final class InProcessServer: @unchecked Sendable {
     }
 
     /// Serves one request and returns its answer.
-    func call(_ operation: Coffer_V1_Request.OneOf_Operation, as client: ClientIdentity = InProcessServer.admin)
+    func call(
+        _ operation: Coffer_V1_Request.OneOf_Operation,
+        as client: ClientIdentity = InProcessServer.admin
+    )
         async throws -> Coffer_V1_Response
     {
         var request = Coffer_V1_Request()

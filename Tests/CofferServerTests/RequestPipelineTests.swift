@@ -1,10 +1,11 @@
-@testable import CofferServer
 import CofferCore
 import CofferStore
 import CofferTestSupport
 import CofferWire
 import Foundation
 import Testing
+
+@testable import CofferServer
 
 /// The request path in process: decode, authorise, perform, audit, encode, with a real store and writer.
 @Suite struct RequestPipelineTests {
@@ -14,7 +15,10 @@ import Testing
         let token = try await server.granted("aws/prod", ["secret": canary.text])
         let got = try await server.call(InProcessServer.get("aws/prod", token: token), as: InProcessServer.worker)
         #expect(got.status.code == .ok)
-        guard case .get(let values)? = got.result else { Issue.record("no values"); return }
+        guard case .get(let values)? = got.result else {
+            Issue.record("no values")
+            return
+        }
         #expect(values.fields.map(\.name) == ["secret"])
         #expect(values.fields.first.map { canary.occurs(in: Array($0.value)) } == true)
 
@@ -29,8 +33,10 @@ import Testing
         let server = try InProcessServer()
         let token = try await server.granted("http/api", ["token": "t"])
         server.clock.advance(599)
-        #expect(try await server.call(InProcessServer.get("http/api", token: token), as: InProcessServer.worker)
-            .status.code == .ok)
+        #expect(
+            try await server.call(InProcessServer.get("http/api", token: token), as: InProcessServer.worker)
+                .status.code == .ok
+        )
         server.clock.advance(1)
         let expired = try await server.call(InProcessServer.get("http/api", token: token), as: InProcessServer.worker)
         #expect(expired.status.code == .unauthenticated)
@@ -49,7 +55,9 @@ import Testing
         let stranger = ClientIdentity(socket: .admin, peer: PeerCredentials(pid: 1, uid: 4242, gid: 4242))
         let refused = try await server.call(.list(Coffer_V1_ListRequest()), as: stranger)
         #expect(refused.status.code == .permissionDenied)
-        #expect(try await server.call(.health(Coffer_V1_HealthRequest()), as: InProcessServer.worker).status.code == .ok)
+        #expect(
+            try await server.call(.health(Coffer_V1_HealthRequest()), as: InProcessServer.worker).status.code == .ok
+        )
     }
 
     @Test func aMalformedFrameIsAnsweredWithIDZeroAndTheTurnGoesOn() async throws {
@@ -57,7 +65,8 @@ import Testing
         var health = Coffer_V1_Request(.health(Coffer_V1_HealthRequest()), id: 7)
         let (responses, served) = try await server.turn(
             frames: [[0xff, 0xff, 0xff], try health.serializedBytes(), try Coffer_V1_Request().serializedBytes()],
-            as: InProcessServer.admin)
+            as: InProcessServer.admin
+        )
         #expect(served == 3)
         #expect(responses.map(\.id) == [0, 7, 0])
         #expect(responses.map(\.status.code) == [.invalidArgument, .ok, .invalidArgument])
@@ -72,8 +81,10 @@ import Testing
         _ = try await server.call(try server.put("aws/b", ["k": "b"]))
         _ = try await server.call(InProcessServer.grant("w", "aws/b"))
         let requests = (0..<16).map { index in
-            Coffer_V1_Request(InProcessServer.get(index % 2 == 0 ? "aws/a" : "aws/b", token: token),
-                              id: UInt64(100 + index))
+            Coffer_V1_Request(
+                InProcessServer.get(index % 2 == 0 ? "aws/a" : "aws/b", token: token),
+                id: UInt64(100 + index)
+            )
         }
         let (responses, served) = try await server.turn(requests, as: InProcessServer.worker)
         #expect(served == 16)
@@ -91,7 +102,9 @@ import Testing
     @Test func aTurnStopsOnceItsAnswersAreLarge() async throws {
         let server = try InProcessServer { $0.maxAnswerBytesPerTurn = 100_000 }
         let token = try await server.granted("http/big", ["v": String(repeating: "x", count: 60_000)])
-        let requests = (0..<5).map { Coffer_V1_Request(InProcessServer.get("http/big", token: token), id: UInt64($0 + 1)) }
+        let requests = (0..<5).map {
+            Coffer_V1_Request(InProcessServer.get("http/big", token: token), id: UInt64($0 + 1))
+        }
         let (responses, served) = try await server.turn(requests, as: InProcessServer.worker)
         // Two answers pass the budget; the other three wait for the next turn and are neither served nor audited.
         #expect(served == 2)
@@ -115,7 +128,10 @@ import Testing
         let server = try InProcessServer()
         _ = try await server.granted("aws/prod", ["k": "v"])
         let forged = (0..<20).map {
-            Coffer_V1_Request(InProcessServer.get("aws/prod", token: "cft_0123456789abcdef_nothing"), id: UInt64($0 + 1))
+            Coffer_V1_Request(
+                InProcessServer.get("aws/prod", token: "cft_0123456789abcdef_nothing"),
+                id: UInt64($0 + 1)
+            )
         }
         let (responses, _) = try await server.turn(forged, as: InProcessServer.worker)
         #expect(responses.allSatisfy { $0.status.code == .unauthenticated })
@@ -130,7 +146,10 @@ import Testing
         let server = try InProcessServer()
         for index in 0..<5 { _ = try await server.call(try server.put("aws/c\(index)", ["k": "v"])) }
         let page = try await server.call(InProcessServer.audit(after: 0, limit: 2))
-        guard case .audit(let first)? = page.result else { Issue.record("no page"); return }
+        guard case .audit(let first)? = page.result else {
+            Issue.record("no page")
+            return
+        }
         #expect(first.records.map(\.sequence) == [1, 2])
         #expect(first.lastSequence == 5)
         // Each query is itself audited, yet paging to last_sequence ends.

@@ -1,9 +1,10 @@
-@testable import CofferServer
 import CofferCore
 import CofferTestSupport
 import CofferWire
 import Foundation
 import Testing
+
+@testable import CofferServer
 
 @Suite struct SocketPathTests {
     let dir = TemporaryDirectory()
@@ -35,7 +36,9 @@ import Testing
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path.utf8) }
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         #expect(bound == 0)
         close(fd)

@@ -1,8 +1,9 @@
-@testable import CofferStore
 import CofferCore
 import CofferTestSupport
 import Foundation
 import Testing
+
+@testable import CofferStore
 
 @Suite struct AuditJournalTests {
     func event(_ pid: Int32, _ f: StoreFixture) -> AuditEvent {

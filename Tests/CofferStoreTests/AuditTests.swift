@@ -53,15 +53,26 @@ import Testing
 
     @Test func aRecordRoundTripsEveryField() throws {
         let f = try StoreFixture()
-        var full = AuditEvent(time: Date(unixMillis: 1_800_000_000_123), socket: .worker, action: .operation(.get),
-                              peerUID: 1000, peerPID: 77)
+        var full = AuditEvent(
+            time: Date(unixMillis: 1_800_000_000_123),
+            socket: .worker,
+            action: .operation(.get),
+            peerUID: 1000,
+            peerPID: 77
+        )
         full.connection = try ConnectionRef(parsing: "aws/prod")
         full.workflow = try WorkflowName("deploy")
         full.tokenID = try TokenID("0123456789abcdef")
         full.runID = try RunID("run-9")
         full.outcome = .permissionDenied
         full.count = 3
-        var connect = AuditEvent(time: Date(unixMillis: 5), socket: .admin, action: .connect, peerUID: 65534, peerPID: 1)
+        var connect = AuditEvent(
+            time: Date(unixMillis: 5),
+            socket: .admin,
+            action: .connect,
+            peerUID: 65534,
+            peerPID: 1
+        )
         connect.outcome = .permissionDenied
         try f.store.appendAudit([full, connect])
         let read = try f.store.auditRecords()

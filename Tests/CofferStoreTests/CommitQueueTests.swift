@@ -1,10 +1,11 @@
-@testable import CofferStore
 import CofferCore
 import CofferCrypto
 import CofferTestSupport
 import Foundation
 import Synchronization
 import Testing
+
+@testable import CofferStore
 
 /// Collects a job's outcome from the writer's thread.
 final class Outcomes: Sendable {
@@ -30,11 +31,23 @@ final class Outcomes: Sendable {
         return queue
     }
 
-    func putJob(_ f: StoreFixture, _ name: String, _ value: String, index: Int, outcomes: Outcomes,
-                usesReserve: Bool = false) throws -> CommitQueue.Job {
+    func putJob(
+        _ f: StoreFixture,
+        _ name: String,
+        _ value: String,
+        index: Int,
+        outcomes: Outcomes,
+        usesReserve: Bool = false
+    ) throws -> CommitQueue.Job {
         let ref = try ConnectionRef(parsing: name)
         let opened = try f.store.open(SealedFields(try f.keys.sealFields(["v": value])))
-        let event = AuditEvent(time: f.clock.now, socket: .admin, action: .operation(.put), peerUID: 0, peerPID: Int32(index))
+        let event = AuditEvent(
+            time: f.clock.now,
+            socket: .admin,
+            action: .operation(.put),
+            peerUID: 0,
+            peerPID: Int32(index)
+        )
         return CommitQueue.Job(
             usesReserve: usesReserve,
             apply: { writer in
@@ -46,7 +59,8 @@ final class Outcomes: Sendable {
                 failed.outcome = error.code
                 return failed
             },
-            completion: { outcomes.record(index, $0) })
+            completion: { outcomes.record(index, $0) }
+        )
     }
 
     @Test func jobsShareACommitAndFailAloneWithTheirRecords() throws {
@@ -94,14 +108,17 @@ final class Outcomes: Sendable {
         // A delete on the full map succeeds, using the reserve.
         let outcomes = Outcomes()
         let ref = try ConnectionRef(parsing: "http/n0")
-        queue.submit([CommitQueue.Job(
-            usesReserve: true,
-            apply: { writer in
-                try writer.delete(ref, expectedVersion: nil)
-                return nil
-            },
-            failureRecord: { _ in nil },
-            completion: { outcomes.record(0, $0) })])
+        queue.submit([
+            CommitQueue.Job(
+                usesReserve: true,
+                apply: { writer in
+                    try writer.delete(ref, expectedVersion: nil)
+                    return nil
+                },
+                failureRecord: { _ in nil },
+                completion: { outcomes.record(0, $0) }
+            )
+        ])
         #expect((try? outcomes.wait(for: 1)[0]?.get()) != nil)
         #expect(cofferError { _ = try f.store.info(ref) }?.code == .notFound)
     }

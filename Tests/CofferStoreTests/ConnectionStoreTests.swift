@@ -1,9 +1,10 @@
-@testable import CofferStore
 import CofferCore
 import CofferCrypto
 import CofferTestSupport
 import Foundation
 import Testing
+
+@testable import CofferStore
 
 @Suite struct ConnectionLifecycleTests {
     @Test func putGetOverwriteDeleteRoundTrip() throws {
@@ -42,7 +43,9 @@ import Testing
     @Test func overwriteAndDeleteNeedAConnection() throws {
         let f = try StoreFixture()
         let ref = try ConnectionRef(parsing: "http/missing")
-        #expect(cofferError { try f.store.overwrite(ref, fields: try f.keys.sealFields(["a": "b"])) }?.code == .notFound)
+        #expect(
+            cofferError { try f.store.overwrite(ref, fields: try f.keys.sealFields(["a": "b"])) }?.code == .notFound
+        )
         #expect(cofferError { try f.store.delete(ref) }?.code == .notFound)
     }
 
@@ -122,7 +125,9 @@ import Testing
 
 @Suite struct IntegrityTests {
     /// Puts two connections and returns their raw records.
-    func twoConnections(_ f: StoreFixture) throws -> (Coffer_Storage_V1_ConnectionRecord, Coffer_Storage_V1_ConnectionRecord) {
+    func twoConnections(
+        _ f: StoreFixture
+    ) throws -> (Coffer_Storage_V1_ConnectionRecord, Coffer_Storage_V1_ConnectionRecord) {
         try f.put("aws/a", ["one": Canary("a1").text, "two": Canary("a2").text])
         try f.put("aws/b", ["one": Canary("b1").text])
         try f.grant("w", "aws/a")
@@ -155,7 +160,10 @@ import Testing
     @Test func olderVersionIsRefused() throws {
         let f = try StoreFixture()
         let (old, _) = try twoConnections(f)
-        try f.store.overwrite(try ConnectionRef(parsing: "aws/a"), fields: try f.keys.sealFields(["one": "new", "two": "new"]))
+        try f.store.overwrite(
+            try ConnectionRef(parsing: "aws/a"),
+            fields: try f.keys.sealFields(["one": "new", "two": "new"])
+        )
         var current = try f.rawRecord("aws/a")
         current.fields[0].ciphertext = old.fields[0].ciphertext  // version 1's value under version 2
         try f.replaceRawRecord("aws/a", current)
@@ -203,7 +211,10 @@ import Testing
         let f = try StoreFixture()
         let canary = Canary("disk")
         try f.put("aws/disk", ["secret": canary.text])
-        try f.store.overwrite(try ConnectionRef(parsing: "aws/disk"), fields: try f.keys.sealFields(["secret": canary.text + "-2"]))
+        try f.store.overwrite(
+            try ConnectionRef(parsing: "aws/disk"),
+            fields: try f.keys.sealFields(["secret": canary.text + "-2"])
+        )
         f.store.close()
         let bytes = f.diskBytes()
         #expect(bytes.count > 0)
@@ -222,8 +233,10 @@ import Testing
         #expect(existing?.code == .permissionDenied)
         #expect(missing?.code == .permissionDenied)
         // Same shape of message: the answer does not tell them apart.
-        #expect(existing?.message.replacingOccurrences(of: "aws/real", with: "X")
-            == missing?.message.replacingOccurrences(of: "aws/imaginary", with: "X"))
+        #expect(
+            existing?.message.replacingOccurrences(of: "aws/real", with: "X")
+                == missing?.message.replacingOccurrences(of: "aws/imaginary", with: "X")
+        )
     }
 
     @Test func grantNeedsTheConnectionAndIsIdempotent() throws {
@@ -241,7 +254,10 @@ import Testing
         try f.grant("w", "aws/a")
         try f.store.revoke(try WorkflowName("w"), try ConnectionRef(parsing: "aws/a"))
         #expect(cofferError { _ = try f.values("aws/a", as: "w") }?.code == .permissionDenied)
-        #expect(cofferError { try f.store.revoke(try WorkflowName("w"), try ConnectionRef(parsing: "aws/a")) }?.code == .notFound)
+        #expect(
+            cofferError { try f.store.revoke(try WorkflowName("w"), try ConnectionRef(parsing: "aws/a")) }?.code
+                == .notFound
+        )
     }
 
     @Test func deleteRemovesGrantsAndANewConnectionStartsUngranted() throws {
@@ -302,7 +318,8 @@ import Testing
         let f = try StoreFixture()
         let issued = try f.store.issueToken(for: try WorkflowName("deploy"), ttl: .seconds(300))
         var altered = issued.token.copyBytes()
-        altered[altered.count - 1] = altered[altered.count - 1] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+        altered[altered.count - 1] =
+            altered[altered.count - 1] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
         let forgeries: [[UInt8]] = [
             altered,
             [],
@@ -339,7 +356,9 @@ import Testing
         let w = try WorkflowName("w")
         #expect(cofferError { _ = try f.store.issueToken(for: w, ttl: .zero) }?.code == .invalidArgument)
         #expect(cofferError { _ = try f.store.issueToken(for: w, ttl: .seconds(-5)) }?.code == .invalidArgument)
-        #expect(cofferError { _ = try f.store.issueToken(for: w, ttl: .seconds(31 * 24 * 3600)) }?.code == .invalidArgument)
+        #expect(
+            cofferError { _ = try f.store.issueToken(for: w, ttl: .seconds(31 * 24 * 3600)) }?.code == .invalidArgument
+        )
         #expect(try f.store.listTokens().isEmpty)
     }
 
@@ -380,12 +399,23 @@ import Testing
         let f = try StoreFixture(limits: limits)
         let ref = try ConnectionRef(parsing: "http/x")
         #expect(cofferError { try f.store.put(ref, fields: [:]) }?.code == .invalidArgument)
-        #expect(cofferError { try f.put("http/x", ["a": "1", "b": "2", "c": "3", "d": "4"]) }?.code == .invalidArgument)
-        #expect(cofferError { try f.put("http/x", ["a": String(repeating: "x", count: 101)]) }?.code == .invalidArgument)
-        #expect(cofferError {
-            try f.put("http/x", ["a": String(repeating: "x", count: 100), "b": String(repeating: "x", count: 100),
-                                 "c": String(repeating: "x", count: 100)])
-        }?.code == .invalidArgument)
+        #expect(
+            cofferError { try f.put("http/x", ["a": "1", "b": "2", "c": "3", "d": "4"]) }?.code == .invalidArgument
+        )
+        #expect(
+            cofferError { try f.put("http/x", ["a": String(repeating: "x", count: 101)]) }?.code == .invalidArgument
+        )
+        #expect(
+            cofferError {
+                try f.put(
+                    "http/x",
+                    [
+                        "a": String(repeating: "x", count: 100), "b": String(repeating: "x", count: 100),
+                        "c": String(repeating: "x", count: 100),
+                    ]
+                )
+            }?.code == .invalidArgument
+        )
         #expect(try f.store.list().isEmpty)
         try f.put("http/x", ["a": String(repeating: "x", count: 100), "b": "", "c": "y"])
         #expect(try f.store.info(ref).fields.count == 3)
@@ -412,7 +442,9 @@ import Testing
         let other = randomKeyRing()
         let canary = Canary()
         let sealed = try SealedValue.seal(canary.secret, to: other.publicKey, keyID: f.keys.keyID)
-        let error = cofferError { try f.store.put(try ConnectionRef(parsing: "aws/x"), fields: [try FieldName("k"): sealed]) }
+        let error = cofferError {
+            try f.store.put(try ConnectionRef(parsing: "aws/x"), fields: [try FieldName("k"): sealed])
+        }
         #expect(error?.code == .invalidArgument)
         #expect(error.map { canary.occurs(in: $0.message) } == false)
         #expect(try f.store.list().isEmpty)

@@ -29,8 +29,13 @@ import Testing
     @Test func initializeNeverReplacesAKeyFile() throws {
         let data = DataDirectory(dir.child("data"))
         try FileManager.default.createDirectory(atPath: data.path, withIntermediateDirectories: true)
-        #expect(FileManager.default.createFile(atPath: data.defaultKeyFile, contents: Data([1, 2, 3]),
-                                               attributes: [.posixPermissions: 0o600]))
+        #expect(
+            FileManager.default.createFile(
+                atPath: data.defaultKeyFile,
+                contents: Data([1, 2, 3]),
+                attributes: [.posixPermissions: 0o600]
+            )
+        )
         #expect(cofferError { _ = try data.initialize() }?.code == .alreadyExists)
         #expect(FileManager.default.contents(atPath: data.defaultKeyFile) == Data([1, 2, 3]))
         #expect(!data.holdsStore)
@@ -69,9 +74,11 @@ import Testing
         let missing = cofferError { _ = try DataDirectory(dir.child("none")).open() }
         #expect(missing?.message.contains("cofferd init") == true)
         let empty = DataDirectory(dir.child("empty"))
-        try FileManager.default.createDirectory(atPath: empty.path, withIntermediateDirectories: false,
-                                                attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: empty.path,
+            withIntermediateDirectories: false,
+            attributes: [.posixPermissions: 0o700]
+        )
         #expect(cofferError { _ = try empty.open() }?.message.contains("holds no Coffer store") == true)
     }
 }
-

@@ -1,8 +1,9 @@
-@testable import CofferStore
 import CofferCore
 import CofferCrypto
 import CofferTestSupport
 import Foundation
+
+@testable import CofferStore
 
 /// A store in a temporary data directory, with a clock the test can move.
 final class StoreFixture: @unchecked Sendable {
@@ -16,11 +17,18 @@ final class StoreFixture: @unchecked Sendable {
         store = try dataDirectory.initialize(configuration: configuration(mapSize: mapSize, limits: limits))
     }
 
-    func configuration(mapSize: Int = StoreConfiguration.defaultMapSize, limits: StoreLimits = StoreLimits())
+    func configuration(
+        mapSize: Int = StoreConfiguration.defaultMapSize,
+        limits: StoreLimits = StoreLimits()
+    )
         -> StoreConfiguration
     {
-        StoreConfiguration(directory: dataDirectory.path, mapSize: mapSize, limits: limits,
-                           clock: { [clock] in clock.now })
+        StoreConfiguration(
+            directory: dataDirectory.path,
+            mapSize: mapSize,
+            limits: limits,
+            clock: { [clock] in clock.now }
+        )
     }
 
     var keys: KeyRing { store.keys }
@@ -50,7 +58,9 @@ final class StoreFixture: @unchecked Sendable {
     /// The raw stored record of a connection.
     func rawRecord(_ ref: String) throws -> Coffer_Storage_V1_ConnectionRecord {
         try store.env.read { txn in
-            try Coffer_Storage_V1_ConnectionRecord(serializedBytes: try txn.get(store.tables.connections.db, Array(ref.utf8))!)
+            try Coffer_Storage_V1_ConnectionRecord(
+                serializedBytes: try txn.get(store.tables.connections.db, Array(ref.utf8))!
+            )
         }
     }
 

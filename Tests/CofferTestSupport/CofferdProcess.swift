@@ -12,9 +12,13 @@ public final class CofferdProcess: @unchecked Sendable {
     private let logPath: String
 
     /// Starts `cofferd serve --init-if-missing` and waits until both sockets accept connections.
-    public init(dir: TemporaryDirectory = TemporaryDirectory(prefix: "cofferd"), name: String = "cofferd",
-                dataDirectory: String? = nil, arguments: [String] = [], waitUntilServing: Bool = true) throws
-    {
+    public init(
+        dir: TemporaryDirectory = TemporaryDirectory(prefix: "cofferd"),
+        name: String = "cofferd",
+        dataDirectory: String? = nil,
+        arguments: [String] = [],
+        waitUntilServing: Bool = true
+    ) throws {
         self.dir = dir
         self.dataDirectory = dataDirectory ?? dir.child("data")
         adminSocket = dir.child("\(name)-admin.sock")
@@ -23,8 +27,11 @@ public final class CofferdProcess: @unchecked Sendable {
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.executableURL = URL(fileURLWithPath: BuiltProducts.path("cofferd"))
-        process.arguments = ["serve", "--data-dir", self.dataDirectory, "--init-if-missing",
-                             "--admin-socket", adminSocket, "--worker-socket", workerSocket] + arguments
+        process.arguments =
+            [
+                "serve", "--data-dir", self.dataDirectory, "--init-if-missing",
+                "--admin-socket", adminSocket, "--worker-socket", workerSocket,
+            ] + arguments
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice

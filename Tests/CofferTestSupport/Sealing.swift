@@ -6,8 +6,11 @@ extension KeyRing {
     public func sealFields(_ values: [String: String]) throws -> [FieldName: SealedValue] {
         var out: [FieldName: SealedValue] = [:]
         for (name, value) in values {
-            out[try FieldName(name)] = try SealedValue.seal(SecretBytes(copying: Array(value.utf8)),
-                                                            to: publicKey, keyID: keyID)
+            out[try FieldName(name)] = try SealedValue.seal(
+                SecretBytes(copying: Array(value.utf8)),
+                to: publicKey,
+                keyID: keyID
+            )
         }
         return out
     }

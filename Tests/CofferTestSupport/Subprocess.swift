@@ -11,7 +11,8 @@ public struct ProcessResult: Sendable {
 public enum BuiltProducts {
     /// The build directory: where the test runner's own executable lives.
     public static var directory: String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let exe =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var dir = (exe as NSString).deletingLastPathComponent
         // The test bundle may be inside a `.xctest` folder.
         while dir.hasSuffix(".xctest") || dir.contains(".xctest/") {
@@ -26,14 +27,19 @@ public enum BuiltProducts {
     }
 
     /// Runs `name` with `arguments`, feeding `stdin`, and waits for it to exit.
-    public static func run(_ name: String, _ arguments: [String], stdin: [UInt8] = [],
-                           environment: [String: String]? = nil) throws -> ProcessResult
-    {
+    public static func run(
+        _ name: String,
+        _ arguments: [String],
+        stdin: [UInt8] = [],
+        environment: [String: String]? = nil
+    ) throws -> ProcessResult {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path(name))
         process.arguments = arguments
         if let environment { process.environment = environment }
-        let input = Pipe(), output = Pipe(), errors = Pipe()
+        let input = Pipe()
+        let output = Pipe()
+        let errors = Pipe()
         process.standardInput = input
         process.standardOutput = output
         process.standardError = errors
@@ -49,9 +55,11 @@ public enum BuiltProducts {
         let outputData = output.fileHandleForReading.readDataToEndOfFile()
         group.wait()
         process.waitUntilExit()
-        return ProcessResult(status: process.terminationStatus,
-                             stdout: String(decoding: outputData, as: UTF8.self),
-                             stderr: String(decoding: errorData.data, as: UTF8.self))
+        return ProcessResult(
+            status: process.terminationStatus,
+            stdout: String(decoding: outputData, as: UTF8.self),
+            stderr: String(decoding: errorData.data, as: UTF8.self)
+        )
     }
 }
 

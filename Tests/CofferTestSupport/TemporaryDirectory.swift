@@ -5,7 +5,9 @@ public final class TemporaryDirectory: @unchecked Sendable {
     public let path: String
 
     public init(prefix: String = "coffer-test") {
-        var template = Array((NSTemporaryDirectory() as NSString).appendingPathComponent("\(prefix).XXXXXX").utf8CString)
+        var template = Array(
+            (NSTemporaryDirectory() as NSString).appendingPathComponent("\(prefix).XXXXXX").utf8CString
+        )
         let created = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         precondition(created != nil, "mkdtemp failed")
         path = String(cString: created!)

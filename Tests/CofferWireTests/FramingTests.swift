@@ -36,7 +36,8 @@ import Testing
     }
 
     @Test func refusesAMalformedVarint() {
-        guard case .invalid(let code, _) = Framing.header([UInt8](repeating: 0x80, count: 11), maxFrameSize: .max) else {
+        guard case .invalid(let code, _) = Framing.header([UInt8](repeating: 0x80, count: 11), maxFrameSize: .max)
+        else {
             Issue.record("an eleven-byte varint was accepted")
             return
         }

@@ -47,7 +47,10 @@ import Testing
         // Another key, given explicitly, is refused.
         let other = dir.child("other")
         #expect(try BuiltProducts.run("cofferd", ["init", "--data-dir", other]).status == 0)
-        let wrong = try BuiltProducts.run("cofferd", ["status", "--data-dir", data, "--key-file", other + "/master.key"])
+        let wrong = try BuiltProducts.run(
+            "cofferd",
+            ["status", "--data-dir", data, "--key-file", other + "/master.key"]
+        )
         #expect(wrong.status != 0)
         #expect(wrong.stderr.contains("master key does not match"))
     }

@@ -84,7 +84,10 @@ func healthFrames(_ ids: ClosedRange<Int>) throws -> [UInt8] {
         let daemon = try CofferdProcess(dir: dir)
         let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
         let writers = try (0..<8).map { writer in
-            (writer, try CofferSocket(socketPath: daemon.adminSocket), try putFrames(admin, prefix: "w\(writer)-", count: 300))
+            (
+                writer, try CofferSocket(socketPath: daemon.adminSocket),
+                try putFrames(admin, prefix: "w\(writer)-", count: 300)
+            )
         }
         for (_, socket, frames) in writers { try socket.writeRaw(frames) }
         _ = try writers[0].1.readResponse()
@@ -100,8 +103,12 @@ func healthFrames(_ ids: ClosedRange<Int>) throws -> [UInt8] {
         let again = try CofferdProcess(dir: dir, name: "again", dataDirectory: daemon.dataDirectory)
         let stored = Set(try CofferAdminClient(socketPath: again.adminSocket).list().map(\.ref.description))
         // Every acknowledged put is there; nothing unanswered was done.
-        for (name, code) in answered where code == .ok { #expect(stored.contains(name), "acknowledged \(name) was lost") }
-        for name in stored where name != "http/w0-1" { #expect(answered[name] == .ok, "\(name) was stored without an answer") }
+        for (name, code) in answered where code == .ok {
+            #expect(stored.contains(name), "acknowledged \(name) was lost")
+        }
+        for name in stored where name != "http/w0-1" {
+            #expect(answered[name] == .ok, "\(name) was stored without an answer")
+        }
     }
 
     @Test func sighupDrainsLikeSigterm() throws {

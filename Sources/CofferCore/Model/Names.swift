@@ -14,10 +14,20 @@ public struct ConnectionRef: Hashable, Sendable, Comparable, CustomStringConvert
     public static let maxNameLength = 128
 
     public init(type: String, name: String) throws(CofferError) {
-        try Validation.check(type, what: "connection type", maxLength: Self.maxTypeLength,
-                             first: .lowerAlpha, rest: .typeCharacters)
-        try Validation.check(name, what: "connection name", maxLength: Self.maxNameLength,
-                             first: .alnum, rest: .nameCharacters)
+        try Validation.check(
+            type,
+            what: "connection type",
+            maxLength: Self.maxTypeLength,
+            first: .lowerAlpha,
+            rest: .typeRest
+        )
+        try Validation.check(
+            name,
+            what: "connection name",
+            maxLength: Self.maxNameLength,
+            first: .alnum,
+            rest: .nameRest
+        )
         self.type = type
         self.name = name
         description = type + "/" + name
@@ -27,8 +37,10 @@ public struct ConnectionRef: Hashable, Sendable, Comparable, CustomStringConvert
     public init(parsing text: String) throws(CofferError) {
         let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard parts.count == 2 else {
-            throw CofferError(.invalidArgument,
-                              "connection \(Validation.quoted(text)) is not of the form type/name (aws/my-aws-account)")
+            throw CofferError(
+                .invalidArgument,
+                "connection \(Validation.quoted(text)) is not of the form type/name (aws/my-aws-account)"
+            )
         }
         try self.init(type: String(parts[0]), name: String(parts[1]))
     }
@@ -46,8 +58,13 @@ public struct WorkflowName: Hashable, Sendable, Comparable, CustomStringConverti
     public static let maxLength = 128
 
     public init(_ rawValue: String) throws(CofferError) {
-        try Validation.check(rawValue, what: "workflow name", maxLength: Self.maxLength,
-                             first: .alnum, rest: .nameCharacters)
+        try Validation.check(
+            rawValue,
+            what: "workflow name",
+            maxLength: Self.maxLength,
+            first: .alnum,
+            rest: .nameRest
+        )
         self.rawValue = rawValue
     }
 
@@ -64,8 +81,13 @@ public struct FieldName: Hashable, Sendable, Comparable, CustomStringConvertible
     public static let maxLength = 64
 
     public init(_ rawValue: String) throws(CofferError) {
-        try Validation.check(rawValue, what: "field name", maxLength: Self.maxLength,
-                             first: .fieldFirst, rest: .nameCharacters)
+        try Validation.check(
+            rawValue,
+            what: "field name",
+            maxLength: Self.maxLength,
+            first: .fieldFirst,
+            rest: .nameRest
+        )
         self.rawValue = rawValue
     }
 
@@ -100,7 +122,7 @@ public struct TokenID: Hashable, Sendable, Comparable, CustomStringConvertible {
     public init(_ rawValue: String) throws(CofferError) {
         let digits = rawValue.utf8
         guard digits.count == Self.length,
-              digits.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+            digits.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
         else {
             // Never quoted: what was given may be a token pasted in the wrong place.
             throw CofferError(.invalidArgument, "a token id is \(Self.length) lowercase hex digits")
@@ -123,7 +145,8 @@ public enum Validation {
         let members: String
 
         init(_ members: String) {
-            var low: UInt64 = 0, high: UInt64 = 0
+            var low: UInt64 = 0
+            var high: UInt64 = 0
             for byte in members.utf8 where byte < 128 {
                 if byte < 64 { low |= 1 << UInt64(byte) } else { high |= 1 << UInt64(byte - 64) }
             }
@@ -138,8 +161,8 @@ public enum Validation {
 
         static let lowerAlpha = Characters(Validation.lowerAlpha)
         static let alnum = Characters(Validation.alnum)
-        static let typeCharacters = Characters(Validation.lowerAlnum + "-_")
-        static let nameCharacters = Characters(Validation.alnum + ".-_")
+        static let typeRest = Characters(Validation.lowerAlnum + "-_")
+        static let nameRest = Characters(Validation.alnum + ".-_")
         static let fieldFirst = Characters(Validation.alpha + "_")
         static let printable = Characters(String((0x21...0x7e).map { Character(Unicode.Scalar(UInt8($0))) }))
     }
@@ -150,7 +173,13 @@ public enum Validation {
     static let lowerAlnum = lowerAlpha + digits
     static let alnum = alpha + digits
 
-    static func check(_ text: String, what: String, maxLength: Int, first: Characters, rest: Characters)
+    static func check(
+        _ text: String,
+        what: String,
+        maxLength: Int,
+        first: Characters,
+        rest: Characters
+    )
         throws(CofferError)
     {
         // Every allowed character is ASCII, so the UTF-8 bytes decide; a multi-byte character fails as one
@@ -161,17 +190,23 @@ public enum Validation {
         }
         let ascii = bytes.allSatisfy { $0 < 128 }
         guard bytes.count <= maxLength || (!ascii && text.unicodeScalars.count <= maxLength) else {
-            throw CofferError(.invalidArgument,
-                              "\(what) \(quoted(text)) is longer than \(maxLength) characters")
+            throw CofferError(
+                .invalidArgument,
+                "\(what) \(quoted(text)) is longer than \(maxLength) characters"
+            )
         }
         guard first.contains(head) else {
-            throw CofferError(.invalidArgument,
-                              "\(what) \(quoted(text)) must start with one of \(describe(first.members))")
+            throw CofferError(
+                .invalidArgument,
+                "\(what) \(quoted(text)) must start with one of \(describe(first.members))"
+            )
         }
         if !ascii || !bytes.dropFirst().allSatisfy(rest.contains) {
             let bad = text.unicodeScalars.dropFirst().first { !$0.isASCII || !rest.contains(UInt8($0.value)) }
-            throw CofferError(.invalidArgument,
-                              "\(what) \(quoted(text)) has a character that is not allowed (\(quoted(bad.map { String($0) } ?? ""))); allowed: \(describe(rest.members))")
+            throw CofferError(
+                .invalidArgument,
+                "\(what) \(quoted(text)) has a character that is not allowed (\(quoted(bad.map { String($0) } ?? ""))); allowed: \(describe(rest.members))"
+            )
         }
     }
 
@@ -179,7 +214,8 @@ public enum Validation {
     /// flood a log.
     public static func quoted(_ text: String) -> String {
         let limit = 80
-        let shown = text.unicodeScalars.count > limit
+        let shown =
+            text.unicodeScalars.count > limit
             ? String(String.UnicodeScalarView(text.unicodeScalars.prefix(limit))) + "…"
             : text
         return "\"" + shown.unicodeScalars.map { $0.escaped(asASCII: true) }.joined() + "\""
@@ -187,8 +223,11 @@ public enum Validation {
 
     private static func describe(_ set: String) -> String {
         var parts: [String] = []
-        if set.contains("a") { parts.append(set.contains("A") ? "letters" : "lowercase letters") }
-        else if set.contains("A") { parts.append("letters") }
+        if set.contains("a") {
+            parts.append(set.contains("A") ? "letters" : "lowercase letters")
+        } else if set.contains("A") {
+            parts.append("letters")
+        }
         if set.contains("0") { parts.append("digits") }
         let punctuation = set.filter { !$0.isLetter && !$0.isNumber }
         if !punctuation.isEmpty && punctuation.count < 10 {

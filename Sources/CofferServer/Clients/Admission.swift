@@ -61,18 +61,26 @@ final class Admission: Sendable {
             let limit = socket == .admin ? configuration.maxAdminClients : configuration.maxWorkerClients
             if state.perSocket[socket, default: 0] >= limit {
                 guard let victim = Self.idlest(state, socket: socket, uid: nil) else {
-                    return .refused(CofferError(.unavailable,
-                                                "cofferd is serving the most \(socket.rawValue) clients it allows (\(limit)) and none is idle; try again later"))
+                    return .refused(
+                        CofferError(
+                            .unavailable,
+                            "cofferd is serving the most \(socket.rawValue) clients it allows (\(limit)) and none is idle; try again later"
+                        )
+                    )
                 }
                 Self.remove(victim, from: &state)
                 evicted = victim
             }
             if socket == .worker, evicted == nil,
-               state.perUID[peer.uid, default: 0] >= configuration.maxWorkerClientsPerUID
+                state.perUID[peer.uid, default: 0] >= configuration.maxWorkerClientsPerUID
             {
                 guard let victim = Self.idlest(state, socket: socket, uid: peer.uid) else {
-                    return .refused(CofferError(.unavailable,
-                                                "uid \(peer.uid) has the most worker clients it may have (\(configuration.maxWorkerClientsPerUID)) and none is idle; try again later"))
+                    return .refused(
+                        CofferError(
+                            .unavailable,
+                            "uid \(peer.uid) has the most worker clients it may have (\(configuration.maxWorkerClientsPerUID)) and none is idle; try again later"
+                        )
+                    )
                 }
                 Self.remove(victim, from: &state)
                 evicted = victim
@@ -94,7 +102,7 @@ final class Admission: Sendable {
             }
         case .worker:
             if !configuration.workerUIDs.isEmpty || !configuration.workerGIDs.isEmpty,
-               !configuration.workerUIDs.contains(peer.uid), !configuration.workerGIDs.contains(peer.gid)
+                !configuration.workerUIDs.contains(peer.uid), !configuration.workerGIDs.contains(peer.gid)
             {
                 return CofferError(.permissionDenied, "uid \(peer.uid) may not use the worker socket")
             }

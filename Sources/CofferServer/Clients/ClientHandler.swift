@@ -61,9 +61,14 @@ final class ClientHandler: ChannelDuplexHandler {
     private var idleDeadline: Scheduled<Void>?
     private var stallDeadline: Scheduled<Void>?
 
-    init(pipeline: RequestPipeline, identity: ClientIdentity, slot: ClientSlot, admission: Admission,
-         budget: FrameBudget, logger: Logger)
-    {
+    init(
+        pipeline: RequestPipeline,
+        identity: ClientIdentity,
+        slot: ClientSlot,
+        admission: Admission,
+        budget: FrameBudget,
+        logger: Logger
+    ) {
         let configuration = pipeline.configuration
         self.pipeline = pipeline
         self.identity = identity
@@ -130,8 +135,13 @@ final class ClientHandler: ChannelDuplexHandler {
                 draining = true
                 pump(context)
             case .evict:
-                finish(context, with: CofferError(.unavailable,
-                                                  "cofferd closed this idle client to admit another; connect again when you need it"))
+                finish(
+                    context,
+                    with: CofferError(
+                        .unavailable,
+                        "cofferd closed this idle client to admit another; connect again when you need it"
+                    )
+                )
             }
         } else {
             context.fireUserInboundEventTriggered(event)
@@ -145,8 +155,12 @@ final class ClientHandler: ChannelDuplexHandler {
         } else if stallDeadline == nil {
             let seconds = writeTimeout.nanoseconds / 1_000_000_000
             stallDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: writeTimeout) {
-                self.logger.info("client closed", metadata: self.metadata([
-                    "reason": "it took none of its answers for \(seconds) seconds"]))
+                self.logger.info(
+                    "client closed",
+                    metadata: self.metadata([
+                        "reason": "it took none of its answers for \(seconds) seconds"
+                    ])
+                )
                 self.close(context)
             }
         }
@@ -171,8 +185,10 @@ final class ClientHandler: ChannelDuplexHandler {
             case .frame(let length, let prefixLength):
                 if reservation == nil {
                     guard let granted = budget.reserve(length) else {
-                        framingError = CofferError(.resourceExhausted,
-                                                   "cofferd is holding as many large requests as it allows; try again shortly")
+                        framingError = CofferError(
+                            .resourceExhausted,
+                            "cofferd is holding as many large requests as it allows; try again shortly"
+                        )
                         return
                     }
                     reservation = granted
@@ -206,8 +222,11 @@ final class ClientHandler: ChannelDuplexHandler {
                 finish(context, with: framingError)
                 return
             } else if inputClosed {
-                finish(context, with: input.readableBytes > 0
-                    ? CofferError(.invalidArgument, "the client closed its end in the middle of a frame") : nil)
+                finish(
+                    context,
+                    with: input.readableBytes > 0
+                        ? CofferError(.invalidArgument, "the client closed its end in the middle of a frame") : nil
+                )
                 return
             } else if draining {
                 finish(context, with: nil)
@@ -226,8 +245,10 @@ final class ClientHandler: ChannelDuplexHandler {
             readDeadline?.cancel()
             readDeadline = nil
         }
-        slot.busy.store(turnRunning || !ready.isEmpty || input.readableBytes > 0 || !context.channel.isWritable,
-                        ordering: .relaxed)
+        slot.busy.store(
+            turnRunning || !ready.isEmpty || input.readableBytes > 0 || !context.channel.isWritable,
+            ordering: .relaxed
+        )
     }
 
     private func startTurn(_ context: ChannelHandlerContext) {
@@ -261,7 +282,8 @@ final class ClientHandler: ChannelDuplexHandler {
             if error.code != .unavailable {
                 logger.info("client closed", metadata: metadata(["reason": "\(error.message)"]))
             }
-            context.writeAndFlush(wrapOutboundOut(RequestPipeline.errorFrame(error))).assumeIsolated().whenComplete { _ in
+            context.writeAndFlush(wrapOutboundOut(RequestPipeline.errorFrame(error))).assumeIsolated().whenComplete {
+                _ in
                 context.close(promise: nil)
             }
         } else {
@@ -282,8 +304,10 @@ final class ClientHandler: ChannelDuplexHandler {
         readDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: readTimeout) {
             self.readDeadline = nil
             guard self.framingError == nil else { return }
-            self.framingError = CofferError(.deadlineExceeded,
-                                            "read timed out: a frame was not completed within \(seconds) seconds")
+            self.framingError = CofferError(
+                .deadlineExceeded,
+                "read timed out: a frame was not completed within \(seconds) seconds"
+            )
             self.pump(context)
         }
     }
@@ -302,7 +326,9 @@ final class ClientHandler: ChannelDuplexHandler {
     }
 
     private func metadata(_ extra: Logger.Metadata) -> Logger.Metadata {
-        extra.merging(["socket": "\(identity.socket.rawValue)", "uid": "\(identity.peer.uid)",
-                       "pid": "\(identity.peer.pid)"]) { a, _ in a }
+        extra.merging([
+            "socket": "\(identity.socket.rawValue)", "uid": "\(identity.peer.uid)",
+            "pid": "\(identity.peer.pid)",
+        ]) { a, _ in a }
     }
 }

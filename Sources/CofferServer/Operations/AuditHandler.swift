@@ -9,12 +9,18 @@ struct AuditHandler: OperationHandler {
     /// The most records one answer carries.
     static let maxPage = 1000
 
-    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan {
+    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan
+    {
         guard case .audit(let query) = request else { throw mismatch() }
         let limit = query.limit == 0 ? Self.maxPage : min(Int(query.limit), Self.maxPage)
         let after = query.afterSequence
-        return .write(.init(apply: { writer, _ in
-            .audit(Coffer_V1_AuditResponse(try writer.reader.auditPage(after: after, limit: limit)))
-        }, foldsJournalFirst: true))
+        return .write(
+            .init(
+                apply: { writer, _ in
+                    .audit(Coffer_V1_AuditResponse(try writer.reader.auditPage(after: after, limit: limit)))
+                },
+                foldsJournalFirst: true
+            )
+        )
     }
 }

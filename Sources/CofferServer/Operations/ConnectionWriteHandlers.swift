@@ -4,7 +4,11 @@ import CofferStore
 import CofferWire
 
 /// The sealed fields of a Put or an Overwrite, checked: a known key id, valid names, none twice.
-func sealedFields(_ fields: [Coffer_V1_SealedField], keyID: String, limits: StoreLimits) throws(CofferError)
+func sealedFields(
+    _ fields: [Coffer_V1_SealedField],
+    keyID: String,
+    limits: StoreLimits
+) throws(CofferError)
     -> SealedFields
 {
     guard let keyID = KeyID(hex: keyID) else {
@@ -27,19 +31,22 @@ struct PutHandler: OperationHandler {
     let operation = CofferOperation.put
     let store: ConnectionStore
 
-    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan {
+    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan
+    {
         guard case .put(let put) = request else { throw mismatch() }
         let ref = try context.connection(put.connection)
         let fields = try sealedFields(put.fields, keyID: put.keyID, limits: store.configuration.limits)
         let store = self.store
-        return .write(.init(prepare: { () throws(CofferError) in
-            let opened = try store.open(fields)
-            return { writer, _ in
-                var result = Coffer_V1_PutResponse()
-                result.connection = Coffer_V1_ConnectionInfo(try writer.put(ref, opened))
-                return .put(result)
-            }
-        }))
+        return .write(
+            .init(prepare: { () throws(CofferError) in
+                let opened = try store.open(fields)
+                return { writer, _ in
+                    var result = Coffer_V1_PutResponse()
+                    result.connection = Coffer_V1_ConnectionInfo(try writer.put(ref, opened))
+                    return .put(result)
+                }
+            })
+        )
     }
 }
 
@@ -48,20 +55,25 @@ struct OverwriteHandler: OperationHandler {
     let operation = CofferOperation.overwrite
     let store: ConnectionStore
 
-    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan {
+    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan
+    {
         guard case .overwrite(let overwrite) = request else { throw mismatch() }
         let ref = try context.connection(overwrite.connection)
         let fields = try sealedFields(overwrite.fields, keyID: overwrite.keyID, limits: store.configuration.limits)
         let expected = overwrite.expectedVersion == 0 ? nil : overwrite.expectedVersion
         let store = self.store
-        return .write(.init(prepare: { () throws(CofferError) in
-            let opened = try store.open(fields)
-            return { writer, _ in
-                var result = Coffer_V1_OverwriteResponse()
-                result.connection = Coffer_V1_ConnectionInfo(try writer.overwrite(ref, opened, expectedVersion: expected))
-                return .overwrite(result)
-            }
-        }))
+        return .write(
+            .init(prepare: { () throws(CofferError) in
+                let opened = try store.open(fields)
+                return { writer, _ in
+                    var result = Coffer_V1_OverwriteResponse()
+                    result.connection = Coffer_V1_ConnectionInfo(
+                        try writer.overwrite(ref, opened, expectedVersion: expected)
+                    )
+                    return .overwrite(result)
+                }
+            })
+        )
     }
 }
 
@@ -69,13 +81,16 @@ struct OverwriteHandler: OperationHandler {
 struct DeleteHandler: OperationHandler {
     let operation = CofferOperation.delete
 
-    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan {
+    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan
+    {
         guard case .delete(let delete) = request else { throw mismatch() }
         let ref = try context.connection(delete.connection)
         let expected = delete.expectedVersion == 0 ? nil : delete.expectedVersion
-        return .write(.init(apply: { writer, _ in
-            try writer.delete(ref, expectedVersion: expected)
-            return .delete(Coffer_V1_DeleteResponse())
-        }))
+        return .write(
+            .init(apply: { writer, _ in
+                try writer.delete(ref, expectedVersion: expected)
+                return .delete(Coffer_V1_DeleteResponse())
+            })
+        )
     }
 }

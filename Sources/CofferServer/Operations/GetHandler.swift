@@ -8,7 +8,8 @@ import CofferWire
 struct GetHandler: OperationHandler {
     let operation = CofferOperation.get
 
-    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan {
+    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan
+    {
         guard case .get(let get) = request else { throw mismatch() }
         let ref = try context.connection(get.connection)
         let token = SecretBytes(utf8: get.token)

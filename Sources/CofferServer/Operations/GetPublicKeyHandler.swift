@@ -8,7 +8,8 @@ struct GetPublicKeyHandler: OperationHandler {
     let operation = CofferOperation.getPublicKey
     let keys: KeyRing
 
-    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan {
+    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan
+    {
         var result = Coffer_V1_GetPublicKeyResponse()
         result.publicKey = Data(keys.publicKey)
         result.keyID = keys.keyID.hex

@@ -6,15 +6,18 @@ import CofferWire
 struct GrantHandler: OperationHandler {
     let operation = CofferOperation.grant
 
-    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan {
+    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan
+    {
         guard case .grant(let grant) = request else { throw mismatch() }
         let workflow = try context.workflow(grant.workflow)
         let ref = try context.connection(grant.connection)
-        return .write(.init(apply: { writer, _ in
-            var result = Coffer_V1_GrantResponse()
-            result.created = try writer.grant(workflow, ref)
-            return .grant(result)
-        }))
+        return .write(
+            .init(apply: { writer, _ in
+                var result = Coffer_V1_GrantResponse()
+                result.created = try writer.grant(workflow, ref)
+                return .grant(result)
+            })
+        )
     }
 }
 
@@ -22,13 +25,16 @@ struct GrantHandler: OperationHandler {
 struct RevokeHandler: OperationHandler {
     let operation = CofferOperation.revoke
 
-    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan {
+    func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan
+    {
         guard case .revoke(let revoke) = request else { throw mismatch() }
         let workflow = try context.workflow(revoke.workflow)
         let ref = try context.connection(revoke.connection)
-        return .write(.init(apply: { writer, _ in
-            try writer.revoke(workflow, ref)
-            return .revoke(Coffer_V1_RevokeResponse())
-        }))
+        return .write(
+            .init(apply: { writer, _ in
+                try writer.revoke(workflow, ref)
+                return .revoke(Coffer_V1_RevokeResponse())
+            })
+        )
     }
 }

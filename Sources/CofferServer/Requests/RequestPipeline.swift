@@ -41,8 +41,15 @@ final class RequestPipeline: Sendable {
     let logger: Logger
     let clock: WallClock
 
-    init(store: ConnectionStore, journal: AuditJournal, commits: CommitQueue, background: NIOThreadPool,
-         configuration: ServerConfiguration, logger: Logger, clock: @escaping WallClock = { Date() }) {
+    init(
+        store: ConnectionStore,
+        journal: AuditJournal,
+        commits: CommitQueue,
+        background: NIOThreadPool,
+        configuration: ServerConfiguration,
+        logger: Logger,
+        clock: @escaping WallClock = { Date() }
+    ) {
         self.store = store
         self.journal = journal
         self.commits = commits
@@ -74,7 +81,7 @@ final class RequestPipeline: Sendable {
         var plan: Result<Plan, CofferError>
     }
 
-    private func plan(_ frame: [UInt8], _ client: ClientIdentity) -> Planned {
+    func plan(_ frame: [UInt8], _ client: ClientIdentity) -> Planned {
         let now = clock()
         let request: Coffer_V1_Request
         do throws(CofferError) {
@@ -85,14 +92,27 @@ final class RequestPipeline: Sendable {
             return Planned(context: context, operation: nil, plan: .failure(error))
         }
         guard let payload = request.operation else {
-            let context = RequestContext(id: request.id, socket: client.socket, action: .malformed, peer: client.peer,
-                                         time: now)
-            return Planned(context: context, operation: nil,
-                           plan: .failure(CofferError(.invalidArgument, "the request names no operation")))
+            let context = RequestContext(
+                id: request.id,
+                socket: client.socket,
+                action: .malformed,
+                peer: client.peer,
+                time: now
+            )
+            return Planned(
+                context: context,
+                operation: nil,
+                plan: .failure(CofferError(.invalidArgument, "the request names no operation"))
+            )
         }
         let operation = payload.operation
-        var context = RequestContext(id: request.id, socket: client.socket, action: .operation(operation),
-                                     peer: client.peer, time: now)
+        var context = RequestContext(
+            id: request.id,
+            socket: client.socket,
+            action: .operation(operation),
+            peer: client.peer,
+            time: now
+        )
         do throws(CofferError) {
             try authorize(operation, client)
             let plan = try handlers[operation].plan(payload, &context)
@@ -108,11 +128,15 @@ final class RequestPipeline: Sendable {
         guard operation.traits.sockets.contains(client.socket) else {
             switch client.socket {
             case .worker:
-                throw CofferError(.permissionDenied,
-                                  "\(operation.rawValue) is not served on the worker socket; use the admin socket")
+                throw CofferError(
+                    .permissionDenied,
+                    "\(operation.rawValue) is not served on the worker socket; use the admin socket"
+                )
             case .admin:
-                throw CofferError(.permissionDenied,
-                                  "\(operation.rawValue) is not served on the admin socket: values are write-only for admins; workers get them on the worker socket")
+                throw CofferError(
+                    .permissionDenied,
+                    "\(operation.rawValue) is not served on the admin socket: values are write-only for admins; workers get them on the worker socket"
+                )
             }
         }
         if client.socket == .admin, !configuration.adminUIDs.contains(client.peer.uid) {
@@ -148,10 +172,13 @@ final class RequestPipeline: Sendable {
     /// logged with its cause, which the client never sees.
     func reported(_ error: CofferError, operation: CofferOperation?) -> CofferError {
         if error.code == .internal || error.code == .dataLoss {
-            logger.error("request failed", metadata: [
-                "operation": "\(operation?.rawValue ?? "none")", "error": "\(error.message)",
-                "cause": "\(error.causeDescription)",
-            ])
+            logger.error(
+                "request failed",
+                metadata: [
+                    "operation": "\(operation?.rawValue ?? "none")", "error": "\(error.message)",
+                    "cause": "\(error.causeDescription)",
+                ]
+            )
         }
         return error
     }

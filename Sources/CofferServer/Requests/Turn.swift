@@ -80,7 +80,8 @@ final class Turn {
         let limit = pipeline.configuration.maxAnswerBytesPerTurn
         do throws(CofferError) {
             try pipeline.store.read { reader in
-                while served < planned.count, answerBytes < limit, case .success(.read(let read)) = planned[served].plan {
+                while served < planned.count, answerBytes < limit, case .success(.read(let read)) = planned[served].plan
+                {
                     performRead(served, read, reader)
                     served += 1
                 }
@@ -131,9 +132,11 @@ final class Turn {
         }
     }
 
-    private func performRead(_ index: Int, _ read: @Sendable (StoreReader, inout AuditEvent) throws -> OperationResult,
-                             _ reader: StoreReader)
-    {
+    private func performRead(
+        _ index: Int,
+        _ read: @Sendable (StoreReader, inout AuditEvent) throws -> OperationResult,
+        _ reader: StoreReader
+    ) {
         var event = planned[index].context.event
         do {
             let result = try read(reader, &event)
@@ -145,7 +148,10 @@ final class Turn {
         }
     }
 
-    private func runScan(_ index: Int, _ scan: @escaping @Sendable (StoreReader) throws -> OperationResult)
+    private func runScan(
+        _ index: Int,
+        _ scan: @escaping @Sendable (StoreReader) throws -> OperationResult
+    )
         -> EventLoopFuture<Void>
     {
         let store = pipeline.store
@@ -196,7 +202,11 @@ final class Turn {
     }
 
     /// A commit job for one change, and a future that completes on the loop when its answer is known.
-    private func job(_ index: Int, _ apply: @escaping Plan.Write.Apply, foldsJournalFirst: Bool)
+    private func job(
+        _ index: Int,
+        _ apply: @escaping Plan.Write.Apply,
+        foldsJournalFirst: Bool
+    )
         -> (CommitQueue.Job, EventLoopFuture<Void>)
     {
         let promise = loop.makePromise(of: OperationResult.self)
@@ -204,7 +214,8 @@ final class Turn {
         let operation = planned[index].operation
         let box = ResultBox()
         let job = CommitQueue.Job(
-            usesReserve: operation?.traits.usesReserve ?? false, foldsJournalFirst: foldsJournalFirst,
+            usesReserve: operation?.traits.usesReserve ?? false,
+            foldsJournalFirst: foldsJournalFirst,
             apply: { writer in
                 var record = event
                 box.result = try apply(writer, &record)
@@ -221,7 +232,8 @@ final class Turn {
                 case .success: promise.succeed(box.result!)
                 case .failure(let error): promise.fail(error)
                 }
-            })
+            }
+        )
         let done = promise.futureResult.assumeIsolated().map { result in
             self.slots[index].answer = .result(result)
         }.recover { error in

@@ -27,9 +27,14 @@ public final class CofferServer: Service, Sendable {
     /// The threads that serve clients.
     private let eventLoops: MultiThreadedEventLoopGroup
 
-    public init(configuration: ServerConfiguration, store: ConnectionStore, journal: AuditJournal,
-                commits: CommitQueue, logger: Logger, clock: @escaping WallClock = { Date() })
-    {
+    public init(
+        configuration: ServerConfiguration,
+        store: ConnectionStore,
+        journal: AuditJournal,
+        commits: CommitQueue,
+        logger: Logger,
+        clock: @escaping WallClock = { Date() }
+    ) {
         self.configuration = configuration
         self.store = store
         self.logger = logger
@@ -37,8 +42,15 @@ public final class CofferServer: Service, Sendable {
         frameBudget = FrameBudget(limit: configuration.largeFrameBudget, threshold: configuration.largeFrameThreshold)
         background = NIOThreadPool(numberOfThreads: max(1, configuration.backgroundThreads))
         eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoops))
-        pipeline = RequestPipeline(store: store, journal: journal, commits: commits, background: background,
-                                   configuration: configuration, logger: logger, clock: clock)
+        pipeline = RequestPipeline(
+            store: store,
+            journal: journal,
+            commits: commits,
+            background: background,
+            configuration: configuration,
+            logger: logger,
+            clock: clock
+        )
     }
 
     public func run() async throws {
@@ -56,10 +68,14 @@ public final class CofferServer: Service, Sendable {
             unlink(configuration.adminSocket.path)
             throw error
         }
-        logger.info("serving", metadata: [
-            "admin_socket": "\(configuration.adminSocket.path)", "worker_socket": "\(configuration.workerSocket.path)",
-            "key_id": "\(store.keys.keyID)",
-        ])
+        logger.info(
+            "serving",
+            metadata: [
+                "admin_socket": "\(configuration.adminSocket.path)",
+                "worker_socket": "\(configuration.workerSocket.path)",
+                "key_id": "\(store.keys.keyID)",
+            ]
+        )
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.reclaimMemory() }
             try? await gracefulShutdown()
@@ -116,9 +132,14 @@ public final class CofferServer: Service, Sendable {
         let channel = try await ServerBootstrap(group: eventLoops)
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.maxMessagesPerRead, value: 1)
-            .childChannelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: configuration.readChunkSize))
-            .childChannelOption(.writeBufferWaterMark,
-                                value: .init(low: configuration.maxUnwrittenBytes / 2, high: configuration.maxUnwrittenBytes))
+            .childChannelOption(
+                .recvAllocator,
+                value: FixedSizeRecvByteBufferAllocator(capacity: configuration.readChunkSize)
+            )
+            .childChannelOption(
+                .writeBufferWaterMark,
+                value: .init(low: configuration.maxUnwrittenBytes / 2, high: configuration.maxUnwrittenBytes)
+            )
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in self.accept(channel, role: role) }
             .bind(unixDomainSocketPath: socket.path, cleanupExistingSocketFile: false)
@@ -142,8 +163,15 @@ public final class CofferServer: Service, Sendable {
             case .admitted(let slot, let evicted):
                 evicted?.channel.pipeline.fireUserInboundEventTriggered(ClientEvent.evict)
                 try channel.pipeline.syncOperations.addHandler(
-                    ClientHandler(pipeline: self.pipeline, identity: ClientIdentity(socket: role, peer: peer), slot: slot,
-                                  admission: self.admission, budget: self.frameBudget, logger: self.logger))
+                    ClientHandler(
+                        pipeline: self.pipeline,
+                        identity: ClientIdentity(socket: role, peer: peer),
+                        slot: slot,
+                        admission: self.admission,
+                        budget: self.frameBudget,
+                        logger: self.logger
+                    )
+                )
             }
         }.flatMapErrorThrowing { error in
             self.logger.warning("client closed: no peer credentials", metadata: ["socket": "\(role.rawValue)"])
@@ -154,7 +182,9 @@ public final class CofferServer: Service, Sendable {
     /// Tells a refused client why and closes it. A uid refused by an allow list is audited, counted with the
     /// other refusals of that uid, and told once the record is written (unless too many already wait).
     private func refuse(_ channel: any Channel, role: SocketRole, peer: PeerCredentials, _ error: CofferError) {
-        let answer = { channel.writeAndFlush(RequestPipeline.errorFrame(error)).whenComplete { _ in channel.close(promise: nil) } }
+        let answer = {
+            channel.writeAndFlush(RequestPipeline.errorFrame(error)).whenComplete { _ in channel.close(promise: nil) }
+        }
         guard error.code == .permissionDenied else { return answer() }
         var event = AuditEvent(time: Date(), socket: role, action: .connect, peerUID: peer.uid, peerPID: peer.pid)
         event.outcome = error.code

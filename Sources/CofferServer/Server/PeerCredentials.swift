@@ -1,5 +1,6 @@
 import CCofferShims
 import NIOCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,7 +20,9 @@ extension PeerCredentials {
             return channel.eventLoop.makeFailedFuture(PeerCredentialsUnavailable())
         }
         let future: EventLoopFuture<coffer_ucred> = provider.unsafeGetSocketOption(
-            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(SO_PEERCRED))
+            level: SocketOptionLevel(SOL_SOCKET),
+            name: SocketOptionName(SO_PEERCRED)
+        )
         return future.map { PeerCredentials(pid: $0.pid, uid: $0.uid, gid: $0.gid) }
     }
 }

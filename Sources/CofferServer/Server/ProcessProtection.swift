@@ -1,5 +1,6 @@
 import CCofferShims
 import CofferCore
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -75,9 +75,11 @@ public struct ServerConfiguration: Sendable {
     /// another thread, as Redis's single loop does. One per core by default.
     public var eventLoops: Int = System.coreCount
 
-    public init(adminSocket: SocketConfiguration, workerSocket: SocketConfiguration,
-                adminUIDs: Set<UInt32> = [UInt32(getuid()), 0])
-    {
+    public init(
+        adminSocket: SocketConfiguration,
+        workerSocket: SocketConfiguration,
+        adminUIDs: Set<UInt32> = [UInt32(getuid()), 0]
+    ) {
         self.adminSocket = adminSocket
         self.workerSocket = workerSocket
         self.adminUIDs = adminUIDs

@@ -13,8 +13,10 @@ enum SocketPath {
             throw CofferError(.invalidArgument, "a socket path is empty")
         }
         guard !path.hasPrefix("@"), !path.utf8.contains(0) else {
-            throw CofferError(.invalidArgument,
-                              "socket \(path) would be an abstract socket, which any process in the network namespace can reach; give a file-system path")
+            throw CofferError(
+                .invalidArgument,
+                "socket \(path) would be an abstract socket, which any process in the network namespace can reach; give a file-system path"
+            )
         }
         guard path.utf8.count <= UnixSocket.maxPathLength else {
             throw CofferError(.invalidArgument, "socket path \(path) is longer than \(UnixSocket.maxPathLength) bytes")
@@ -22,8 +24,11 @@ enum SocketPath {
         let parent = (path as NSString).deletingLastPathComponent
         if !parent.isEmpty, !FileManager.default.fileExists(atPath: parent) {
             do {
-                try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: 0o755])
+                try FileManager.default.createDirectory(
+                    atPath: parent,
+                    withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: 0o755]
+                )
             } catch {
                 throw CofferError(.failedPrecondition, "cannot create \(parent) for socket \(path)", cause: error)
             }
@@ -34,24 +39,32 @@ enum SocketPath {
             throw CofferError(.failedPrecondition, "\(path) exists and is not a socket; cofferd will not replace it")
         }
         if UnixSocket.accepts(path) {
-            throw CofferError(.failedPrecondition,
-                              "another process is listening on \(path); stop it or choose another socket path")
+            throw CofferError(
+                .failedPrecondition,
+                "another process is listening on \(path); stop it or choose another socket path"
+            )
         }
         guard unlink(path) == 0 || errno == ENOENT else {
-            throw CofferError(.failedPrecondition,
-                              "cannot remove the stale socket \(path): \(String(cString: strerror(errno)))")
+            throw CofferError(
+                .failedPrecondition,
+                "cannot remove the stale socket \(path): \(String(cString: strerror(errno)))"
+            )
         }
     }
 
     /// Sets the socket file's mode and, if given, its group.
     static func restrict(_ socket: SocketConfiguration) throws(CofferError) {
         if let group = socket.group, chown(socket.path, uid_t.max, group) != 0 {
-            throw CofferError(.failedPrecondition,
-                              "cannot give socket \(socket.path) group \(group): \(String(cString: strerror(errno)))")
+            throw CofferError(
+                .failedPrecondition,
+                "cannot give socket \(socket.path) group \(group): \(String(cString: strerror(errno)))"
+            )
         }
         guard chmod(socket.path, socket.mode) == 0 else {
-            throw CofferError(.failedPrecondition,
-                              "cannot set mode \(String(socket.mode, radix: 8)) on socket \(socket.path): \(String(cString: strerror(errno)))")
+            throw CofferError(
+                .failedPrecondition,
+                "cannot set mode \(String(socket.mode, radix: 8)) on socket \(socket.path): \(String(cString: strerror(errno)))"
+            )
         }
     }
 }

@@ -13,9 +13,13 @@ public final class TokenJanitor: Service, Sendable {
     private let clock: WallClock
     private let logger: Logger
 
-    public init(commits: CommitQueue, retention: Duration, interval: Duration = .seconds(3600),
-                clock: @escaping WallClock = { Date() }, logger: Logger)
-    {
+    public init(
+        commits: CommitQueue,
+        retention: Duration,
+        interval: Duration = .seconds(3600),
+        clock: @escaping WallClock = { Date() },
+        logger: Logger
+    ) {
         self.commits = commits
         self.retention = retention
         self.interval = interval
@@ -37,15 +41,19 @@ public final class TokenJanitor: Service, Sendable {
     private func purge() async {
         let cutoff = clock().addingTimeInterval(-retention.timeInterval)
         let count = Counter()
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, CofferError>, Never>) in
-            commits.submit([CommitQueue.Job(
-                usesReserve: true,
-                apply: { writer in
-                    count.value = try writer.purgeTokens(expiredBefore: cutoff)
-                    return nil
-                },
-                failureRecord: { _ in nil },
-                completion: { continuation.resume(returning: $0) })])
+        let result = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<Void, CofferError>, Never>) in
+            commits.submit([
+                CommitQueue.Job(
+                    usesReserve: true,
+                    apply: { writer in
+                        count.value = try writer.purgeTokens(expiredBefore: cutoff)
+                        return nil
+                    },
+                    failureRecord: { _ in nil },
+                    completion: { continuation.resume(returning: $0) }
+                )
+            ])
         }
         switch result {
         case .success where count.value > 0:

@@ -33,9 +33,12 @@ public final class AuditJournal: @unchecked Sendable {
 
     /// Opens the journal of the store's directory, first folding into the store whatever a previous cofferd
     /// left in it. Only the process that holds the directory's lock may open it.
-    public static func open(store: ConnectionStore, maxPending: Int = 65_536, foldThreshold: Int = 4_096,
-                            onThreshold: @escaping @Sendable () -> Void = {}) throws(CofferError) -> (AuditJournal, Recovery)
-    {
+    public static func open(
+        store: ConnectionStore,
+        maxPending: Int = 65_536,
+        foldThreshold: Int = 4_096,
+        onThreshold: @escaping @Sendable () -> Void = {}
+    ) throws(CofferError) -> (AuditJournal, Recovery) {
         let directory = store.configuration.directory
         var files: [JournalFile] = []
         var recovery = Recovery()
@@ -51,8 +54,13 @@ public final class AuditJournal: @unchecked Sendable {
             try file.truncate()
             files.append(file)
         }
-        let journal = AuditJournal(store: store, files: files, maxPending: maxPending, foldThreshold: foldThreshold,
-                                   onThreshold: onThreshold)
+        let journal = AuditJournal(
+            store: store,
+            files: files,
+            maxPending: maxPending,
+            foldThreshold: foldThreshold,
+            onThreshold: onThreshold
+        )
         return (journal, recovery)
     }
 
@@ -64,8 +72,13 @@ public final class AuditJournal: @unchecked Sendable {
         public var droppedBytes = 0
     }
 
-    private init(store: ConnectionStore, files: [JournalFile], maxPending: Int, foldThreshold: Int,
-                 onThreshold: @escaping @Sendable () -> Void) {
+    private init(
+        store: ConnectionStore,
+        files: [JournalFile],
+        maxPending: Int,
+        foldThreshold: Int,
+        onThreshold: @escaping @Sendable () -> Void
+    ) {
         self.store = store
         self.files = files
         self.maxPending = maxPending
@@ -86,8 +99,10 @@ public final class AuditJournal: @unchecked Sendable {
             if let broken { throw broken }
             let waiting = files.reduce(0) { $0 + $1.pending.count }
             guard waiting + events.count <= maxPending else {
-                throw CofferError(.resourceExhausted,
-                                  "the audit trail cannot take more records: \(waiting) wait to be written to the store, which refuses them (\(store.failure?.message ?? "see cofferd's log"))")
+                throw CofferError(
+                    .resourceExhausted,
+                    "the audit trail cannot take more records: \(waiting) wait to be written to the store, which refuses them (\(store.failure?.message ?? "see cofferd's log"))"
+                )
             }
             let file = files[active]
             do {
@@ -180,8 +195,11 @@ public final class AuditJournal: @unchecked Sendable {
             let checksum = Digest.blake2b(Array(bytes[offset..<end]), length: checksumLength)
             guard ConstantTime.equals(checksum, Array(bytes[end..<(end + checksumLength)])) else { break }
             let sequence = readLittleEndian(UInt64.self, bytes, at: offset + 4)
-            guard let entry = try? Coffer_Storage_V1_AuditEntry(serializedBytes: Array(bytes[(offset + headerLength)..<end])),
-                  let event = try? AuditLog.event(sequence, entry)
+            guard
+                let entry = try? Coffer_Storage_V1_AuditEntry(
+                    serializedBytes: Array(bytes[(offset + headerLength)..<end])
+                ),
+                let event = try? AuditLog.event(sequence, entry)
             else { break }
             events.append(event)
             offset = end + checksumLength
@@ -226,10 +244,18 @@ final class JournalFile: @unchecked Sendable {
 
     /// Everything the file holds, parsed; and the bytes of a torn end.
     func readAll() throws(CofferError) -> ([AuditEvent], Int) {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw CofferError(.unavailable, "cannot read the audit journal \(path)")
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, off_t(bytes.count)) }
+            if n == 0 { break }
+            guard n > 0 else {
+                if errno == EINTR { continue }
+                throw CofferError(.unavailable, "cannot read the audit journal \(path): \(SystemError.current)")
+            }
+            bytes += chunk[0..<n]
         }
-        return AuditJournal.decode(Array(data))
+        return AuditJournal.decode(bytes)
     }
 
     /// Appends `bytes` with as few writes as the kernel allows; when one fails, cuts the file back to where
@@ -245,9 +271,11 @@ final class JournalFile: @unchecked Sendable {
             let failure = SystemError.current
             if failure.code == EINTR { continue }
             if ftruncate(fd, off_t(size)) != 0 {
-                throw CofferError(.unavailable,
-                                  "the audit trail cannot be written: its journal could not be cut back after a failed write (\(failure))",
-                                  cause: failure)
+                throw CofferError(
+                    .unavailable,
+                    "the audit trail cannot be written: its journal could not be cut back after a failed write (\(failure))",
+                    cause: failure
+                )
             }
             throw Self.error(failure, path: path)
         }
@@ -268,8 +296,11 @@ final class JournalFile: @unchecked Sendable {
     static func error(_ failure: SystemError, path: String) -> CofferError {
         switch failure.code {
         case ENOSPC, EDQUOT, EFBIG:
-            CofferError(.resourceExhausted, "the audit trail cannot be written: the disk holding it is full (\(failure))",
-                        cause: failure)
+            CofferError(
+                .resourceExhausted,
+                "the audit trail cannot be written: the disk holding it is full (\(failure))",
+                cause: failure
+            )
         default:
             CofferError(.unavailable, "the audit trail cannot be written: \(failure)", cause: failure)
         }

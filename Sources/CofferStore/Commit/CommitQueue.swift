@@ -26,10 +26,13 @@ public final class CommitQueue: @unchecked Sendable {
         /// failed). Keep it short: hand the result to where it is wanted.
         public var completion: @Sendable (Result<Void, CofferError>) -> Void
 
-        public init(usesReserve: Bool, foldsJournalFirst: Bool = false,
-                    apply: @escaping @Sendable (StoreWriter) throws -> AuditEvent?,
-                    failureRecord: @escaping @Sendable (CofferError) -> AuditEvent?,
-                    completion: @escaping @Sendable (Result<Void, CofferError>) -> Void) {
+        public init(
+            usesReserve: Bool,
+            foldsJournalFirst: Bool = false,
+            apply: @escaping @Sendable (StoreWriter) throws -> AuditEvent?,
+            failureRecord: @escaping @Sendable (CofferError) -> AuditEvent?,
+            completion: @escaping @Sendable (Result<Void, CofferError>) -> Void
+        ) {
             self.usesReserve = usesReserve
             self.foldsJournalFirst = foldsJournalFirst
             self.apply = apply
@@ -57,8 +60,12 @@ public final class CommitQueue: @unchecked Sendable {
     private let log: @Sendable (String, CofferError) -> Void
 
     /// `log` receives a constant message and the error of a failure nobody waits for (a fold).
-    public init(store: ConnectionStore, journal: AuditJournal, maxBatch: Int = 1024,
-                log: @escaping @Sendable (String, CofferError) -> Void = { _, _ in }) {
+    public init(
+        store: ConnectionStore,
+        journal: AuditJournal,
+        maxBatch: Int = 1024,
+        log: @escaping @Sendable (String, CofferError) -> Void = { _, _ in }
+    ) {
         self.store = store
         self.journal = journal
         self.maxBatch = maxBatch

@@ -35,7 +35,10 @@ final class Environment: @unchecked Sendable {
         let key = URL(fileURLWithPath: directory).resolvingSymlinksInPath().path
         let claimed = Self.openPaths.withLock { $0.insert(key).inserted }
         guard claimed else {
-            throw LMDBError(code: LMDBError.alreadyOpenCode, operation: "open \(directory): already open in this process")
+            throw LMDBError(
+                code: LMDBError.alreadyOpenCode,
+                operation: "open \(directory): already open in this process"
+            )
         }
         var env: OpaquePointer?
         do {

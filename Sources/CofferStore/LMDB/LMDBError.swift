@@ -1,6 +1,6 @@
 internal import CLMDB
-import Glibc
 import CofferCore
+import Glibc
 
 /// A result code from LMDB (or the system, for I/O), with LMDB's own message for it. Callers above the LMDB
 /// layer look only at `kind`.

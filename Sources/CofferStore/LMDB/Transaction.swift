@@ -45,7 +45,8 @@ final class Transaction {
         try LMDBError.check(mdb_cursor_open(handle, 0, &cursor), "mdb_cursor_open freelist")
         defer { mdb_cursor_close(cursor) }
         var pages = 0
-        var key = MDB_val(), value = MDB_val()
+        var key = MDB_val()
+        var value = MDB_val()
         var op = MDB_FIRST
         while mdb_cursor_get(cursor, &key, &value, op) == MDB_SUCCESS {
             if value.mv_size >= MemoryLayout<Int>.size, let data = value.mv_data {
@@ -168,7 +169,10 @@ final class Cursor {
         }
     }
 
-    private func move(_ op: MDB_cursor_op, key: UnsafeMutablePointer<MDB_val>? = nil) throws
+    private func move(
+        _ op: MDB_cursor_op,
+        key: UnsafeMutablePointer<MDB_val>? = nil
+    ) throws
         -> ([UInt8], [UInt8])?
     {
         var k = key?.pointee ?? MDB_val()

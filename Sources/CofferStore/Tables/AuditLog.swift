@@ -79,10 +79,15 @@ struct AuditLog {
     static func event(_ sequence: UInt64, _ entry: Coffer_Storage_V1_AuditEntry) throws(CofferError) -> AuditEvent {
         do {
             guard let socket = SocketRole(rawValue: entry.socket), let action = AuditAction(name: entry.operation),
-                  let outcome = StatusCode(rawValue: Int(entry.outcome))
+                let outcome = StatusCode(rawValue: Int(entry.outcome))
             else { throw CofferError(.dataLoss, "malformed") }
-            var event = AuditEvent(time: Date(unixMillis: entry.timeUnixMs), socket: socket, action: action,
-                                   peerUID: entry.peerUid, peerPID: entry.peerPid)
+            var event = AuditEvent(
+                time: Date(unixMillis: entry.timeUnixMs),
+                socket: socket,
+                action: action,
+                peerUID: entry.peerUid,
+                peerPID: entry.peerPid
+            )
             event.sequence = sequence
             event.connection = entry.connection.isEmpty ? nil : try ConnectionRef(parsing: entry.connection)
             event.workflow = entry.workflow.isEmpty ? nil : try WorkflowName(entry.workflow)

@@ -33,7 +33,9 @@ struct ConnectionTable {
     func all(_ txn: Transaction) throws -> [(ConnectionRef, Coffer_Storage_V1_ConnectionRecord)] {
         var result: [(ConnectionRef, Coffer_Storage_V1_ConnectionRecord)] = []
         try txn.scan(db) { key, value in
-            result.append((try StoreKeys.parseConnection(key), try Coffer_Storage_V1_ConnectionRecord(serializedBytes: value)))
+            result.append(
+                (try StoreKeys.parseConnection(key), try Coffer_Storage_V1_ConnectionRecord(serializedBytes: value))
+            )
             return true
         }
         return result
@@ -49,9 +51,14 @@ struct ConnectionTable {
     }
 
     /// A record holding `values` encrypted at rest for `ref` at `version`.
-    static func seal(_ ref: ConnectionRef, _ values: [(FieldName, SecretBytes)], version: UInt64, created: Int64,
-                     updated: Int64, keys: KeyRing) -> Coffer_Storage_V1_ConnectionRecord
-    {
+    static func seal(
+        _ ref: ConnectionRef,
+        _ values: [(FieldName, SecretBytes)],
+        version: UInt64,
+        created: Int64,
+        updated: Int64,
+        keys: KeyRing
+    ) -> Coffer_Storage_V1_ConnectionRecord {
         var record = Coffer_Storage_V1_ConnectionRecord()
         record.version = version
         record.createdUnixMs = created
@@ -67,7 +74,11 @@ struct ConnectionTable {
     }
 
     /// Decrypts every field of a record; DATA_LOSS when one was altered or moved.
-    static func open(_ ref: ConnectionRef, _ record: Coffer_Storage_V1_ConnectionRecord, keys: KeyRing)
+    static func open(
+        _ ref: ConnectionRef,
+        _ record: Coffer_Storage_V1_ConnectionRecord,
+        keys: KeyRing
+    )
         throws(CofferError) -> ConnectionValues
     {
         var fields: [FieldName: SecretBytes] = [:]
@@ -82,12 +93,20 @@ struct ConnectionTable {
         return ConnectionValues(ref: ref, version: record.version, fields: fields)
     }
 
-    static func info(_ ref: ConnectionRef, _ record: Coffer_Storage_V1_ConnectionRecord, grants: [WorkflowName])
+    static func info(
+        _ ref: ConnectionRef,
+        _ record: Coffer_Storage_V1_ConnectionRecord,
+        grants: [WorkflowName]
+    )
         -> ConnectionInfo
     {
         ConnectionInfo(
-            ref: ref, fields: record.fields.compactMap { try? FieldName($0.name) }, version: record.version,
-            created: Date(unixMillis: record.createdUnixMs), updated: Date(unixMillis: record.updatedUnixMs),
-            grants: grants)
+            ref: ref,
+            fields: record.fields.compactMap { try? FieldName($0.name) },
+            version: record.version,
+            created: Date(unixMillis: record.createdUnixMs),
+            updated: Date(unixMillis: record.updatedUnixMs),
+            grants: grants
+        )
     }
 }

@@ -67,7 +67,10 @@ struct GrantTable {
         return result
     }
 
-    private func entries(_ ref: ConnectionRef, _ txn: Transaction) throws
+    private func entries(
+        _ ref: ConnectionRef,
+        _ txn: Transaction
+    ) throws
         -> [([UInt8], Coffer_Storage_V1_GrantRecord)]
     {
         var entries: [([UInt8], Coffer_Storage_V1_GrantRecord)] = []

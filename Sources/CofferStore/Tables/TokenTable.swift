@@ -68,7 +68,9 @@ struct TokenTable {
     func all(_ txn: Transaction) throws -> [TokenInfo] {
         var result: [TokenInfo] = []
         try txn.scan(db) { key, value in
-            result.append(try Self.info(try StoreKeys.parseToken(key), try Coffer_Storage_V1_TokenRecord(serializedBytes: value)))
+            result.append(
+                try Self.info(try StoreKeys.parseToken(key), try Coffer_Storage_V1_TokenRecord(serializedBytes: value))
+            )
             return true
         }
         return result
@@ -77,10 +79,13 @@ struct TokenTable {
     static func info(_ id: TokenID, _ record: Coffer_Storage_V1_TokenRecord) throws(CofferError) -> TokenInfo {
         do {
             return TokenInfo(
-                id: id, workflow: try WorkflowName(record.workflow),
+                id: id,
+                workflow: try WorkflowName(record.workflow),
                 runID: record.runID.isEmpty ? nil : try RunID(record.runID),
-                created: Date(unixMillis: record.createdUnixMs), expires: Date(unixMillis: record.expiresUnixMs),
-                revoked: record.revokedUnixMs == 0 ? nil : Date(unixMillis: record.revokedUnixMs))
+                created: Date(unixMillis: record.createdUnixMs),
+                expires: Date(unixMillis: record.expiresUnixMs),
+                revoked: record.revokedUnixMs == 0 ? nil : Date(unixMillis: record.revokedUnixMs)
+            )
         } catch {
             throw CofferError(.dataLoss, "the record of token \(id) is malformed", cause: error)
         }

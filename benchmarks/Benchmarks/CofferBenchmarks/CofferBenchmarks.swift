@@ -22,18 +22,31 @@ final class Fixture: @unchecked Sendable {
         workflow = try WorkflowName("bench")
         let keys = store.keys
         func seal(_ size: Int) throws -> SealedValue {
-            try SealedValue.seal(SecretBytes(copying: [UInt8](repeating: 0x61, count: size)), to: keys.publicKey,
-                                 keyID: keys.keyID)
+            try SealedValue.seal(
+                SecretBytes(copying: [UInt8](repeating: 0x61, count: size)),
+                to: keys.publicKey,
+                keyID: keys.keyID
+            )
         }
-        try store.put(ref, fields: [try FieldName("access_key_id"): try seal(20),
-                                    try FieldName("secret_access_key"): try seal(valueSize)])
+        try store.put(
+            ref,
+            fields: [
+                try FieldName("access_key_id"): try seal(20),
+                try FieldName("secret_access_key"): try seal(valueSize),
+            ]
+        )
         try store.grant(workflow, ref)
         token = try store.issueToken(for: workflow, ttl: .seconds(3600)).token
     }
 
     func sealed(_ size: Int) throws -> [FieldName: SealedValue] {
-        [try FieldName("value"): try SealedValue.seal(SecretBytes(copying: [UInt8](repeating: 0x62, count: size)),
-                                                     to: store.keys.publicKey, keyID: store.keys.keyID)]
+        [
+            try FieldName("value"): try SealedValue.seal(
+                SecretBytes(copying: [UInt8](repeating: 0x62, count: size)),
+                to: store.keys.publicKey,
+                keyID: store.keys.keyID
+            )
+        ]
     }
 
     deinit {
@@ -70,7 +83,8 @@ final class ServerHandle: @unchecked Sendable {
         let fixture = serverFixture
         let configuration = ServerConfiguration(
             adminSocket: SocketConfiguration(path: fixture.directory + "/a.sock", mode: 0o600),
-            workerSocket: SocketConfiguration(path: fixture.directory + "/w.sock", mode: 0o600))
+            workerSocket: SocketConfiguration(path: fixture.directory + "/w.sock", mode: 0o600)
+        )
         var logger = Logger(label: "bench")
         logger.logLevel = .warning
         let server = CofferServer(configuration: configuration, store: fixture.store, logger: logger)
@@ -91,12 +105,16 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .throughput, .mallocCountTotal, .peakMemoryResident],
         maxDuration: .seconds(3),
-        maxIterations: 100_000)
+        maxIterations: 100_000
+    )
 
     Benchmark("crypto: open a sealed 1 KiB value and seal it at rest") { benchmark in
         let keys = KeyRing(master: MasterKey.generate())
-        let sealed = try SealedValue.seal(SecretBytes(copying: [UInt8](repeating: 1, count: 1024)),
-                                          to: keys.publicKey, keyID: keys.keyID)
+        let sealed = try SealedValue.seal(
+            SecretBytes(copying: [UInt8](repeating: 1, count: 1024)),
+            to: keys.publicKey,
+            keyID: keys.keyID
+        )
         let field = try FieldName("value")
         let binding = FieldBinding(connection: try ConnectionRef(parsing: "aws/x"), field: field, recordVersion: 1)
         benchmark.startMeasurement()
@@ -124,10 +142,14 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.stopMeasurement()
     }
 
-    Benchmark("store: put a 1 KiB connection (durable commit)",
-              configuration: .init(maxDuration: .seconds(3), maxIterations: 2_000)) { benchmark in
+    Benchmark(
+        "store: put a 1 KiB connection (durable commit)",
+        configuration: .init(maxDuration: .seconds(3), maxIterations: 2_000)
+    ) { benchmark in
         let fixture = putFixture
-        let refs = try putCounter.next(benchmark.scaledIterations.count).map { try ConnectionRef(parsing: "http/c\($0)") }
+        let refs = try putCounter.next(benchmark.scaledIterations.count).map {
+            try ConnectionRef(parsing: "http/c\($0)")
+        }
         let fields = try fixture.sealed(1024)
         benchmark.startMeasurement()
         for ref in refs {
@@ -136,8 +158,10 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.stopMeasurement()
     }
 
-    Benchmark("store: append a batch of 512 audit records (one commit)",
-              configuration: .init(maxDuration: .seconds(3), maxIterations: 1_000)) { benchmark in
+    Benchmark(
+        "store: append a batch of 512 audit records (one commit)",
+        configuration: .init(maxDuration: .seconds(3), maxIterations: 1_000)
+    ) { benchmark in
         let fixture = auditFixture
         let batch = (0..<512).map { _ in
             AuditEvent(time: Date(), socket: "worker", operation: "Get", peerUID: 0, peerPID: 1)
@@ -149,8 +173,10 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.stopMeasurement()
     }
 
-    Benchmark("server: Get over the worker socket, end to end",
-              configuration: .init(maxDuration: .seconds(3), maxIterations: 20_000)) { benchmark in
+    Benchmark(
+        "server: Get over the worker socket, end to end",
+        configuration: .init(maxDuration: .seconds(3), maxIterations: 20_000)
+    ) { benchmark in
         let fixture = serverFixture
         let client = server.client
         benchmark.startMeasurement()
