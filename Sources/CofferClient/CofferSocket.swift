@@ -36,8 +36,8 @@ public final class CofferSocket: @unchecked Sendable {
         case .failure(let error):
             throw CofferError(.unavailable, "cannot connect to cofferd at \(path): \(error); is cofferd running?")
         }
-        let (seconds, attoseconds) = timeout.components
-        var interval = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+        let microseconds = timeout.nanoseconds / 1000
+        var interval = timeval(tv_sec: Int(microseconds / 1_000_000), tv_usec: Int(microseconds % 1_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &interval, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &interval, socklen_t(MemoryLayout<timeval>.size))
         self.fd = fd

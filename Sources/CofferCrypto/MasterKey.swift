@@ -39,14 +39,14 @@ public struct MasterKey: Sendable {
                     "no key file at \(path); create one with: cofferd init --data-dir DIR"
                 )
             }
-            throw CofferError(.failedPrecondition, "cannot open key file \(path): \(describeErrno(err))")
+            throw CofferError(.failedPrecondition, "cannot open key file \(path): \(SystemError(err))")
         }
         defer { close(fd) }
 
         // Checked on the open descriptor, not the path, so the file cannot be swapped between check and read.
         var info = stat()
         guard fstat(fd, &info) == 0 else {
-            throw CofferError(.failedPrecondition, "cannot stat key file \(path): \(describeErrno(errno))")
+            throw CofferError(.failedPrecondition, "cannot stat key file \(path): \(SystemError(errno))")
         }
         guard info.st_mode & S_IFMT == S_IFREG else {
             throw CofferError(.failedPrecondition, "key file \(path) is not a regular file")
@@ -86,7 +86,7 @@ public struct MasterKey: Sendable {
             }
         }
         if readError != 0 {
-            throw CofferError(.failedPrecondition, "cannot read key file \(path): \(describeErrno(readError))")
+            throw CofferError(.failedPrecondition, "cannot read key file \(path): \(SystemError(readError))")
         }
         return try decode(raw, used: used, path: path)
     }
@@ -142,7 +142,7 @@ public struct MasterKey: Sendable {
                     "a key file already exists at \(path); cofferd never replaces a key"
                 )
             }
-            throw CofferError(.failedPrecondition, "cannot create key file \(path): \(describeErrno(err))")
+            throw CofferError(.failedPrecondition, "cannot create key file \(path): \(SystemError(err))")
         }
         var failure: Int32 = 0
         if fchmod(fd, 0o600) != 0 { failure = errno }
@@ -164,7 +164,7 @@ public struct MasterKey: Sendable {
         close(fd)
         if failure != 0 {
             unlink(path)
-            throw CofferError(.failedPrecondition, "cannot write key file \(path): \(describeErrno(failure))")
+            throw CofferError(.failedPrecondition, "cannot write key file \(path): \(SystemError(failure))")
         }
         FileSystem.syncDirectory(containing: path)
     }
@@ -177,10 +177,6 @@ extension MasterKey: CustomStringConvertible {
 func octal(_ mode: mode_t) -> String {
     let digits = String(mode, radix: 8)
     return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
-}
-
-func describeErrno(_ code: Int32) -> String {
-    String(cString: strerror(code))
 }
 
 /// Small file-system helpers shared by the key file and the data directory.

@@ -153,7 +153,7 @@ final class ClientHandler: ChannelDuplexHandler {
             stallDeadline?.cancel()
             stallDeadline = nil
         } else if stallDeadline == nil {
-            let seconds = writeTimeout.nanoseconds / 1_000_000_000
+            let seconds = pipeline.configuration.writeTimeout.wholeSeconds
             stallDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: writeTimeout) {
                 self.logger.info(
                     "client closed",
@@ -300,7 +300,7 @@ final class ClientHandler: ChannelDuplexHandler {
 
     private func armRead(_ context: ChannelHandlerContext) {
         guard readDeadline == nil else { return }
-        let seconds = readTimeout.nanoseconds / 1_000_000_000
+        let seconds = pipeline.configuration.readTimeout.wholeSeconds
         readDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: readTimeout) {
             self.readDeadline = nil
             guard self.framingError == nil else { return }

@@ -47,7 +47,7 @@ enum SocketPath {
         guard unlink(path) == 0 || errno == ENOENT else {
             throw CofferError(
                 .failedPrecondition,
-                "cannot remove the stale socket \(path): \(String(cString: strerror(errno)))"
+                "cannot remove the stale socket \(path): \(SystemError.current)"
             )
         }
     }
@@ -57,13 +57,13 @@ enum SocketPath {
         if let group = socket.group, chown(socket.path, uid_t.max, group) != 0 {
             throw CofferError(
                 .failedPrecondition,
-                "cannot give socket \(socket.path) group \(group): \(String(cString: strerror(errno)))"
+                "cannot give socket \(socket.path) group \(group): \(SystemError.current)"
             )
         }
         guard chmod(socket.path, socket.mode) == 0 else {
             throw CofferError(
                 .failedPrecondition,
-                "cannot set mode \(String(socket.mode, radix: 8)) on socket \(socket.path): \(String(cString: strerror(errno)))"
+                "cannot set mode \(String(socket.mode, radix: 8)) on socket \(socket.path): \(SystemError.current)"
             )
         }
     }
