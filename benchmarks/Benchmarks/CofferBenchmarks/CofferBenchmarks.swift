@@ -62,6 +62,9 @@ let tokenFixture = try! Fixture()
 let putFixture = try! Fixture()
 let auditFixture = try! Fixture()
 let serverFixture = try! Fixture()
+let journalStoreFixture = try! Fixture()
+/// Never folded: the benchmark measures the append alone, and its iterations are capped.
+let journalFixture = try! AuditJournal.open(store: journalStoreFixture.store, maxPending: Int.max).0
 let putCounter = Counter()
 
 final class Counter: @unchecked Sendable {
@@ -87,7 +90,16 @@ final class ServerHandle: @unchecked Sendable {
         )
         var logger = Logger(label: "bench")
         logger.logLevel = .warning
-        let server = CofferServer(configuration: configuration, store: fixture.store, logger: logger)
+        let (journal, _) = try AuditJournal.open(store: fixture.store)
+        let commits = CommitQueue(store: fixture.store, journal: journal)
+        commits.start()
+        let server = CofferServer(
+            configuration: configuration,
+            store: fixture.store,
+            journal: journal,
+            commits: commits,
+            logger: logger
+        )
         Task { try await server.run() }
         var client: CofferWorkerClient?
         for _ in 0..<500 where client == nil {
@@ -164,11 +176,26 @@ let benchmarks: @Sendable () -> Void = {
     ) { benchmark in
         let fixture = auditFixture
         let batch = (0..<512).map { _ in
-            AuditEvent(time: Date(), socket: "worker", operation: "Get", peerUID: 0, peerPID: 1)
+            AuditEvent(time: Date(), socket: .worker, action: .operation(.get), peerUID: 0, peerPID: 1)
         }
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations {
             try fixture.store.appendAudit(batch)
+        }
+        benchmark.stopMeasurement()
+    }
+
+    Benchmark(
+        "journal: append the records of a turn of 16 Gets (one write)",
+        configuration: .init(maxDuration: .seconds(3), maxIterations: 20_000)
+    ) { benchmark in
+        let journal = journalFixture
+        let batch = (0..<16).map { _ in
+            AuditEvent(time: Date(), socket: .worker, action: .operation(.get), peerUID: 0, peerPID: 1)
+        }
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            blackHole(try journal.append(batch))
         }
         benchmark.stopMeasurement()
     }
