@@ -184,6 +184,12 @@ public final class ConnectionStore: Sendable {
     /// cofferd reports itself not serving; a restart (after the disk is mended) clears it.
     public var failure: CofferError? { failed.withLock { $0 } }
 
+    /// Remembers that the disk holding the store failed (a write of the journal beside it, say), so that cofferd
+    /// reports itself not serving.
+    func markFailed(_ error: CofferError) {
+        failed.withLock { $0 = $0 ?? error }
+    }
+
     /// What an error thrown inside `read` or `write` means to a client; a failure of the disk is remembered
     /// (see `failure`).
     public func failure(_ error: any Error) -> CofferError {

@@ -160,6 +160,24 @@ private func health(_ id: UInt64) throws -> [UInt8] {
         #expect(client.counter.reads.load(ordering: .relaxed) >= 1)
     }
 
+    @Test func theReadDeadlineRunsOnlyWhileCofferdIsReading() async throws {
+        let server = try InProcessServer()
+        let client = try await TestClient(server)
+        // Half a frame from a client cofferd is not reading (it takes none of its answers): no deadline.
+        client.channel.isWritable = false
+        try await client.send(Array(try health(1).prefix(2)))
+        await client.channel.testingEventLoop.advanceTime(by: .seconds(60))
+        #expect(client.channel.isActive)
+        #expect(try await client.answers(1).isEmpty)
+        // Read again, the frame has the read timeout to be finished.
+        client.channel.isWritable = true
+        client.channel.pipeline.fireChannelWritabilityChanged()
+        await client.channel.testingEventLoop.advanceTime(by: .seconds(11))
+        let answers = try await client.answers(1)
+        #expect(answers.first?.status.code == .deadlineExceeded)
+        #expect(try await client.isClosed())
+    }
+
     @Test func anOversizedPrefixIsRefusedBeforeItsBodyArrives() async throws {
         let server = try InProcessServer()
         let client = try await TestClient(server)

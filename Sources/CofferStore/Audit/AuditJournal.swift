@@ -117,8 +117,12 @@ public final class AuditJournal: @unchecked Sendable {
                     return numbered
                 }
             } catch {
-                // A write that failed and could not be cut back, or a disk that fails: this file takes no more.
-                if error.code == .unavailable { broken = error }
+                // A write that failed and could not be cut back, or a disk that fails: this file takes no more,
+                // and cofferd says it is not serving.
+                if error.code == .unavailable {
+                    broken = error
+                    store.markFailed(error)
+                }
                 throw error
             }
             file.pending += numbered
