@@ -124,7 +124,10 @@ import Testing
         #expect(!canary.occurs(in: try answer.serializedBytes() as [UInt8]))
         // And cofferd says it is not serving, and why.
         let health = try await server.call(.health(Coffer_V1_HealthRequest()), as: InProcessServer.worker)
-        guard case .health(let report)? = health.result else { Issue.record("no health"); return }
+        guard case .health(let report)? = health.result else {
+            Issue.record("no health")
+            return
+        }
         #expect(report.status == "not-serving")
         #expect(report.reason.contains("audit trail cannot be written"))
     }
