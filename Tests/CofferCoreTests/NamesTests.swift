@@ -65,4 +65,17 @@ import Testing
         #expect(CofferError.Code(rawValue: 5) == .notFound)
         #expect(CofferError.Code(rawValue: 99) == nil)
     }
+
+    @Test func aTokenPastedIntoANameIsNeverQuoted() {
+        let token = "cft_0123456789abcdef_c2VjcmV0LXBhcnQtb2YtdGhlLXRva2Vu"
+        for attempt in [token, "aws/" + token, "x " + token] {
+            let error = try? #require(throws: CofferError.self) { _ = try ConnectionRef(parsing: attempt) }
+            #expect(error?.code == .invalidArgument)
+            #expect(error.map { !$0.message.contains("c2VjcmV0") && !$0.message.contains("0123456789abcdef") } == true)
+            #expect(error?.message.contains("workflow token") == true)
+        }
+        let workflow = try? #require(throws: CofferError.self) { _ = try WorkflowName(token) }
+        #expect(workflow.map { !$0.message.contains("c2VjcmV0") } == true)
+        #expect(Validation.quoted("aws/prod") == "\"aws/prod\"")
+    }
 }

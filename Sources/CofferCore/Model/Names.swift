@@ -188,6 +188,13 @@ public enum Validation {
         guard let head = bytes.first else {
             throw CofferError(.invalidArgument, "\(what) is empty")
         }
+        // A token pasted where a name belongs is refused before it can be stored, audited or repeated.
+        guard !looksLikeToken(text) else {
+            throw CofferError(
+                .invalidArgument,
+                "\(what) looks like a workflow token, which is never a name; it is not shown or kept"
+            )
+        }
         let ascii = bytes.allSatisfy { $0 < 128 }
         guard bytes.count <= maxLength || (!ascii && text.unicodeScalars.count <= maxLength) else {
             throw CofferError(
@@ -212,13 +219,29 @@ public enum Validation {
 
     /// Quotes a user-supplied name for an error message: escaped, and cut short so that a huge input cannot
     /// flood a log.
+    /// Input that holds a workflow token (`cft_` and 16 hex digits, pasted into a name by mistake) is never
+    /// quoted: the message says so instead.
     public static func quoted(_ text: String) -> String {
+        if looksLikeToken(text) { return "(a workflow token, not shown)" }
         let limit = 80
         let shown =
             text.unicodeScalars.count > limit
             ? String(String.UnicodeScalarView(text.unicodeScalars.prefix(limit))) + "…"
             : text
         return "\"" + shown.unicodeScalars.map { $0.escaped(asASCII: true) }.joined() + "\""
+    }
+
+    /// Whether `text` holds what looks like a workflow token: `cft_`, then 16 lowercase hex digits.
+    public static func looksLikeToken(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        let prefix = Array("cft_".utf8)
+        guard bytes.count >= prefix.count + TokenID.length else { return false }
+        for start in 0...(bytes.count - prefix.count - TokenID.length)
+        where bytes[start..<(start + 4)].elementsEqual(prefix) {
+            let id = bytes[(start + 4)..<(start + 4 + TokenID.length)]
+            if id.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) { return true }
+        }
+        return false
     }
 
     private static func describe(_ set: String) -> String {
