@@ -165,26 +165,20 @@ public final class DirectoryLock: Sendable {
 }
 
 extension DataDirectory {
-    /// The lock file's name inside the directory.
-    public static let lockFileName = "cofferd.lock"
-
-    /// Takes the directory's lock without waiting; FAILED_PRECONDITION when another process holds it.
+    /// Takes the directory's lock without waiting; FAILED_PRECONDITION when another process holds it. The lock
+    /// is on the directory itself, not on a file in it, so removing a file cannot release it.
     public func lock() throws(CofferError) -> DirectoryLock {
-        let path = (self.path as NSString).appendingPathComponent(Self.lockFileName)
-        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else {
-            throw CofferError(.failedPrecondition, "cannot open lock file \(path): \(SystemError.current.description)")
+            throw CofferError(.failedPrecondition, "cannot open data directory \(path): \(SystemError.current)")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let err = errno
             close(fd)
             if err == EWOULDBLOCK {
-                throw CofferError(
-                    .failedPrecondition,
-                    "another cofferd is serving \(self.path) (it holds \(path)); stop it first"
-                )
+                throw CofferError(.failedPrecondition, "another cofferd is serving \(path); stop it first")
             }
-            throw CofferError(.failedPrecondition, "cannot lock \(path): \(SystemError(err).description)")
+            throw CofferError(.failedPrecondition, "cannot lock \(path): \(SystemError(err))")
         }
         return DirectoryLock(fd: fd)
     }

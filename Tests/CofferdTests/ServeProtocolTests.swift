@@ -238,6 +238,19 @@ import Testing
         let status = second.waitForExit()
         #expect(status != nil && status != 0)
         #expect(second.output.contains("another cofferd is serving"))
+        // Removing every file that is not the store's does not release the lock: it is on the directory.
+        for name in try FileManager.default.contentsOfDirectory(atPath: first.dataDirectory)
+        where !["data.mdb", "lock.mdb", "master.key"].contains(name) {
+            try FileManager.default.removeItem(atPath: first.dataDirectory + "/" + name)
+        }
+        let third = try CofferdProcess(
+            dir: dir,
+            name: "third",
+            dataDirectory: first.dataDirectory,
+            waitUntilServing: false
+        )
+        #expect(third.waitForExit() ?? 0 != 0)
+        #expect(third.output.contains("another cofferd is serving"))
         // A live socket is not taken over either, even from another data directory.
         let thief = try CofferdProcess(
             dir: dir,
