@@ -152,7 +152,9 @@ let package = Package(
         ),
         .testTarget(
             name: "CofferStoreTests",
-            dependencies: ["CofferStore", "CofferCrypto", "CofferTestSupport"]
+            dependencies: ["CofferStore", "CofferCrypto", "CofferTestSupport"],
+            // Copied to temporary directories by the tests, which find them through #filePath.
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "CofferServerTests",

@@ -2,34 +2,38 @@ internal import CSodium
 import CofferCore
 
 /// Where a stored value belongs. It is authenticated with the ciphertext, so a value copied to another
-/// connection, another field or another record version fails to decrypt instead of yielding its plaintext
-/// there.
+/// connection, another field, another record version or another incarnation of the connection (one from before
+/// a delete) fails to decrypt instead of yielding its plaintext there.
 public struct FieldBinding: Sendable {
     public var connection: ConnectionRef
     public var field: FieldName
     public var recordVersion: UInt64
+    /// The random id a connection gets when it is put (16 bytes); nil only for values of format 1, which
+    /// predate it and are read only to migrate them.
+    public var incarnation: [UInt8]?
 
-    public init(connection: ConnectionRef, field: FieldName, recordVersion: UInt64) {
+    public init(connection: ConnectionRef, field: FieldName, recordVersion: UInt64, incarnation: [UInt8]?) {
         self.connection = connection
         self.field = field
         self.recordVersion = recordVersion
+        self.incarnation = incarnation
     }
 }
 
-/// Encryption of values at rest with XChaCha20-Poly1305 (IETF), under the storage subkey.
+/// Encryption of values at rest with XChaCha20-Poly1305 (IETF), under a generation's storage key.
 ///
-/// A stored value is `format (1) | key id (8) | nonce (24) | ciphertext and tag`. The additional data is a
-/// length-prefixed encoding of a label, the format, the key id, the connection's type and name, the field
-/// name and the record version.
+/// A stored value is `format (1) | key id (8) | nonce (24) | ciphertext and tag`; the key id names the
+/// generation. The additional data is a length-prefixed encoding of a label, the format, the key id, the
+/// connection's type and name, the field name, the record version and (from format 2) the incarnation.
 extension KeyRing {
     /// The stored-value format this build writes.
-    public static let atRestFormat: UInt8 = 1
+    public static let atRestFormat: UInt8 = 2
 
     private static var nonceLength: Int { Int(crypto_aead_xchacha20poly1305_ietf_npubbytes()) }
-    private static var tagLength: Int { Int(crypto_aead_xchacha20poly1305_ietf_abytes()) }
+    private static var aeadTagLength: Int { Int(crypto_aead_xchacha20poly1305_ietf_abytes()) }
     private static var headerLength: Int { 1 + KeyID.length + nonceLength }
 
-    /// Encrypts a value for storage at `binding`.
+    /// Encrypts a value for storage at `binding` under the active generation.
     public func sealAtRest(_ plaintext: SecretBytes, binding: FieldBinding) -> [UInt8] {
         sealAtRest(plaintext, binding: binding, nonce: SecureRandom.bytes(Self.nonceLength))
     }
@@ -37,14 +41,16 @@ extension KeyRing {
     /// The same with a given nonce: for the known-answer tests; a nonce must never be used twice.
     func sealAtRest(_ plaintext: SecretBytes, binding: FieldBinding, nonce: [UInt8]) -> [UInt8] {
         precondition(nonce.count == Self.nonceLength)
-        let ad = Self.additionalData(format: Self.atRestFormat, keyID: keyID, binding: binding)
-        var out = [Self.atRestFormat] + keyID.bytes + nonce
+        precondition(binding.incarnation?.count == Self.incarnationLength, "a value is sealed for an incarnation")
+        let generation = active
+        let ad = Self.additionalData(format: Self.atRestFormat, keyID: generation.keyID, binding: binding)
+        var out = [Self.atRestFormat] + generation.keyID.bytes + nonce
         let header = out.count
-        out += [UInt8](repeating: 0, count: plaintext.count + Self.tagLength)
+        out += [UInt8](repeating: 0, count: plaintext.count + Self.aeadTagLength)
         var written: UInt64 = 0
         let status = out.withUnsafeMutableBufferPointer { out in
             plaintext.withUnsafeBytes { message in
-                storageKey.withUnsafeBytes { key in
+                generation.storageKey.withUnsafeBytes { key in
                     crypto_aead_xchacha20poly1305_ietf_encrypt(
                         out.baseAddress! + header,
                         &written,
@@ -60,32 +66,43 @@ extension KeyRing {
             }
         }
         precondition(
-            status == 0 && Int(written) == plaintext.count + Self.tagLength,
+            status == 0 && Int(written) == plaintext.count + Self.aeadTagLength,
             "crypto_aead_xchacha20poly1305_ietf_encrypt failed"
         )
         return out
     }
 
-    /// Decrypts a stored value, refusing it unless it was written for exactly `binding` under this key.
+    /// The generation a stored value was sealed under, read from its key id; nil when it is malformed.
+    public func generation(ofStored stored: [UInt8]) -> UInt32? {
+        guard stored.count >= Self.headerLength, let keyID = KeyID(bytes: stored[1..<(1 + KeyID.length)]) else {
+            return nil
+        }
+        return generation(for: keyID)?.number
+    }
+
+    /// Decrypts a stored value, refusing it unless it was written for exactly `binding` under a generation
+    /// this ring holds. Any damage, a key id's included, is DATA_LOSS.
     public func openAtRest(_ stored: [UInt8], binding: FieldBinding) throws(CofferError) -> SecretBytes {
         let place = "field \(binding.field) of \(binding.connection)"
-        guard stored.count >= Self.headerLength + Self.tagLength, stored[0] == Self.atRestFormat else {
+        let format = stored.first ?? 0
+        guard stored.count >= Self.headerLength + Self.aeadTagLength, format == 1 || format == 2,
+            (format == 2) == (binding.incarnation != nil)
+        else {
             throw CofferError(.dataLoss, "the stored value of \(place) is malformed")
         }
         let storedKeyID = KeyID(bytes: stored[1..<(1 + KeyID.length)])!
-        guard storedKeyID == keyID else {
-            throw CofferError(
-                .failedPrecondition,
-                "the stored value of \(place) was sealed with key \(storedKeyID), which this daemon does not hold"
-            )
+        guard let generation = generation(for: storedKeyID) else {
+            // A key id this store never had is damage, not a key that went missing: every generation a value
+            // can be under stays in the ring until nothing uses it.
+            throw CofferError(.dataLoss, "the stored value of \(place) names no key of this store: it was altered")
         }
-        let ad = Self.additionalData(format: stored[0], keyID: storedKeyID, binding: binding)
+        let ad = Self.additionalData(format: format, keyID: storedKeyID, binding: binding)
         let nonceStart = 1 + KeyID.length
         let bodyStart = Self.headerLength
         var ok = false
-        let plaintext = SecretBytes(count: stored.count - bodyStart - Self.tagLength) { message in
+        let plaintext = SecretBytes(count: stored.count - bodyStart - Self.aeadTagLength) { message in
             stored.withUnsafeBufferPointer { stored in
-                storageKey.withUnsafeBytes { key in
+                generation.storageKey.withUnsafeBytes { key in
                     var length: UInt64 = 0
                     let status = crypto_aead_xchacha20poly1305_ietf_decrypt(
                         message.baseAddress!.assumingMemoryBound(to: UInt8.self),
@@ -111,6 +128,9 @@ extension KeyRing {
         return plaintext
     }
 
+    /// Bytes in an incarnation id.
+    public static let incarnationLength = 16
+
     static func additionalData(format: UInt8, keyID: KeyID, binding: FieldBinding) -> [UInt8] {
         var ad: [UInt8] = []
         func append(_ text: String) {
@@ -125,6 +145,7 @@ extension KeyRing {
         append(binding.connection.name)
         append(binding.field.rawValue)
         ad += (0..<8).reversed().map { UInt8(truncatingIfNeeded: binding.recordVersion >> ($0 * 8)) }
+        if format >= 2, let incarnation = binding.incarnation { ad += incarnation }
         return ad
     }
 }

@@ -46,14 +46,21 @@ extension SealedValue: CustomStringConvertible {
 }
 
 extension KeyRing {
-    /// Opens a value a client sealed to this daemon's public key. `field` only names the value in errors.
-    public func open(_ sealed: SealedValue, field: FieldName) throws(CofferError) -> SecretBytes {
-        guard sealed.keyID == keyID else {
+    /// Opens a value a client sealed to this daemon's public key: the active generation's, or an earlier one
+    /// that `accepting` still takes (during a rotation's grace period). `field` only names the value in errors.
+    public func open(
+        _ sealed: SealedValue,
+        field: FieldName,
+        accepting: (KeyGeneration) -> Bool = { _ in false }
+    ) throws(CofferError) -> SecretBytes {
+        guard let generation = generation(for: sealed.keyID), generation === active || accepting(generation) else {
             throw CofferError(
                 .failedPrecondition,
                 "field \(field) was sealed to key \(sealed.keyID), but this daemon's key is \(keyID); fetch the public key again and reseal"
             )
         }
+        let publicKey = generation.publicKey
+        let secretKey = generation.secretKey
         let overhead = Int(crypto_box_sealbytes())
         guard sealed.ciphertext.count >= overhead else {
             throw CofferError(

@@ -136,9 +136,13 @@ extension ConnectionStore {
         try write { writer in for event in events { try writer.appendAudit(event) } }
     }
 
-    /// Audit records after `sequence`, oldest first, at most `limit`.
+    /// Audit records after `sequence`, oldest first, at most `limit`: the records waiting for a fold are folded
+    /// first.
     public func auditRecords(after sequence: UInt64 = 0, limit: Int = 1000) throws(CofferError) -> [AuditEvent] {
-        try read { try $0.auditPage(after: sequence, limit: limit).records }
+        try write { writer in
+            try writer.foldAudit([])
+            return try writer.reader.auditPage(after: sequence, limit: limit).records
+        }
     }
 
     /// Counts and sizes; nothing secret.
@@ -147,7 +151,7 @@ extension ConnectionStore {
         do { usage = try env.usage() } catch { throw failure(error) }
         return try read { reader in
             let txn = reader.txn
-            let record = try tables.meta.read(txn) ?? Coffer_Storage_V1_Metadata()
+            let record = currentMetadata
             return StoreStatus(
                 formatVersion: record.formatVersion,
                 keyID: keys.keyID,
@@ -155,7 +159,8 @@ extension ConnectionStore {
                 connections: try tables.connections.count(txn),
                 grants: try tables.grants.activeByConnection(txn).values.reduce(0) { $0 + $1.count },
                 tokens: try tables.tokens.all(txn).count,
-                auditRecords: try tables.audit.count(txn),
+                auditRecords: Int(record.auditCount)
+                    + Int(record.summaries.first { $0.table == AuthenticatedTable.auditPending.rawValue }?.count ?? 0),
                 mapSize: env.mapSize,
                 usedBytes: usage.used
             )

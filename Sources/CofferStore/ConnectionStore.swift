@@ -9,22 +9,26 @@ import Synchronization
 ///
 /// Every operation runs in exactly one transaction: `read` and `write` hand a `StoreReader` or `StoreWriter`
 /// over one transaction to a closure, so that what must stay atomic (a put that clears stale grants, a
-/// mutation and its audit record, a Get's token, grant and record) is. The single-operation methods below are
-/// conveniences over them. Every method is synchronous and may block on the disk or on another writer: call
-/// writes from a thread that may block, never from an event loop. Writes are durable when they return (LMDB
-/// syncs on commit).
+/// mutation and its audit record, a Get's token, grant and record) is. Every record is authenticated (see
+/// `RecordAuthority`), every write transaction updates the store-wide summary in the metadata record, and
+/// opening a store verifies all of it. Every method is synchronous and may block on the disk or on another
+/// writer: call writes from a thread that may block, never from an event loop. Writes are durable when they
+/// return (LMDB syncs on commit).
 public final class ConnectionStore: Sendable {
-    /// The layout this build reads and writes.
-    public static let formatVersion: UInt32 = 1
+    /// The layout this build writes; it also reads format 1, which it migrates.
+    public static let formatVersion: UInt32 = MetadataTable.format
 
-    /// The keys derived from the master key; the public key is what clients seal to.
-    public let keys: KeyRing
     public let configuration: StoreConfiguration
 
     let env: Environment
     let tables: Tables
     let sequencer: AuditSequencer
+    let authority: RecordAuthority
     private let failed = Mutex<CofferError?>(nil)
+    /// The metadata record as the last commit left it; cofferd is its only writer.
+    private let metadata: Mutex<Coffer_Storage_V1_Metadata>
+    /// Write transactions and the map of what they wrote change together.
+    private let writeLock = NSLock()
 
     /// The tables of one store.
     struct Tables: Sendable {
@@ -35,9 +39,11 @@ public final class ConnectionStore: Sendable {
         let audit: AuditLog
     }
 
+    /// The keys of every generation the store has; the active one's public key is what clients seal to.
+    public var keys: KeyRing { authority.keys }
+
     private init(configuration: StoreConfiguration, keys: KeyRing) throws(CofferError) {
         self.configuration = configuration
-        self.keys = keys
         let directory = configuration.directory
         let env: Environment
         do {
@@ -54,80 +60,88 @@ public final class ConnectionStore: Sendable {
         do {
             tables = Tables(
                 meta: MetadataTable(db: try env.database("meta")),
-                connections: ConnectionTable(db: try env.database("connections")),
-                grants: GrantTable(db: try env.database("grants")),
-                tokens: TokenTable(db: try env.database("tokens")),
-                audit: AuditLog(db: try env.database("audit"), maxRecords: configuration.limits.maxAuditRecords)
+                connections: ConnectionTable(db: try env.database(AuthenticatedTable.connections.rawValue)),
+                grants: GrantTable(db: try env.database(AuthenticatedTable.grants.rawValue)),
+                tokens: TokenTable(db: try env.database(AuthenticatedTable.tokens.rawValue)),
+                audit: AuditLog(
+                    db: try env.database("audit"),
+                    pending: try env.database(AuthenticatedTable.auditPending.rawValue),
+                    maxRecords: configuration.limits.maxAuditRecords
+                )
             )
-            let tables = self.tables
-            sequencer = AuditSequencer(last: try env.read { txn in try tables.audit.lastSequence(txn) })
         } catch {
             env.close()
             throw Self.mapError(error, mapSize: configuration.mapSize)
         }
         self.env = env
+        authority = RecordAuthority(keys: keys)
+        sequencer = AuditSequencer(last: 0)
+        metadata = Mutex(MetadataTable.fresh(keys: keys, now: configuration.clock()))
     }
 
     /// Creates a new store in `configuration.directory` for `keys`; refuses one that holds a store already.
-    public static func create(
-        _ configuration: StoreConfiguration,
-        keys: KeyRing
-    ) throws(CofferError)
-        -> ConnectionStore
+    public static func create(_ configuration: StoreConfiguration, keys: KeyRing) throws(CofferError) -> ConnectionStore
     {
         let store = try ConnectionStore(configuration: configuration, keys: keys)
         do throws(CofferError) {
-            try store.write { writer in
-                try store.tables.meta.create(format: formatVersion, keys: keys, now: writer.now, writer.txn)
-            }
-        } catch {
-            store.close()
-            if error.code == .alreadyExists {
+            let exists = try store.raw { txn in try store.tables.meta.read(keys: keys, txn) != nil }
+            if exists {
                 throw CofferError(
                     .alreadyExists,
                     "\(configuration.directory) already holds a Coffer store; it is never replaced"
                 )
             }
-            throw error
-        }
-        return store
-    }
-
-    /// Opens an existing store, refusing it when `keys` come from another master key or its format is unknown.
-    public static func open(
-        _ configuration: StoreConfiguration,
-        keys: KeyRing
-    ) throws(CofferError)
-        -> ConnectionStore
-    {
-        let store = try ConnectionStore(configuration: configuration, keys: keys)
-        let directory = configuration.directory
-        do throws(CofferError) {
-            let record = try store.read { reader in try store.tables.meta.read(reader.txn) }
-            guard let record else {
-                throw CofferError(
-                    .failedPrecondition,
-                    "\(directory) holds no Coffer store; create one with: cofferd init --data-dir \(directory)"
-                )
-            }
-            guard record.formatVersion == formatVersion else {
-                throw CofferError(
-                    .failedPrecondition,
-                    "the store in \(directory) has format version \(record.formatVersion); this cofferd reads version \(formatVersion)"
-                )
-            }
-            let storedID = KeyID(bytes: record.keyID).map(\.hex) ?? "(malformed)"
-            guard record.keyID == Data(keys.keyID.bytes), keys.matchesKeyCheck(Array(record.keyCheck)) else {
-                throw CofferError(
-                    .failedPrecondition,
-                    "the master key does not match the store in \(directory): the store was created with key \(storedID), the key given is \(keys.keyID)"
-                )
-            }
+            let fresh = MetadataTable.fresh(keys: keys, now: store.now)
+            try store.raw(writing: true) { txn in try store.tables.meta.write(fresh, keys: keys, txn) }
+            store.metadata.withLock { $0 = fresh }
+            try StoreVerifier(store: store).verify()
         } catch {
             store.close()
             throw error
         }
         return store
+    }
+
+    /// Opens an existing store: refuses it when `keys` come from another master key or its format is unknown,
+    /// migrates a store of format 1, and verifies every record, the summary and the audit chain (DATA_LOSS
+    /// naming what failed).
+    public static func open(_ configuration: StoreConfiguration, keys: KeyRing) throws(CofferError) -> ConnectionStore {
+        let store = try ConnectionStore(configuration: configuration, keys: keys)
+        let directory = configuration.directory
+        do throws(CofferError) {
+            let stored = try store.raw { txn in try store.tables.meta.read(keys: keys, txn) }
+            let record: Coffer_Storage_V1_Metadata
+            switch stored {
+            case nil:
+                throw CofferError(
+                    .failedPrecondition,
+                    "\(directory) holds no Coffer store; create one with: cofferd init --data-dir \(directory)"
+                )
+            case .format1(let old)?:
+                try store.checkKey(old, keys: keys)
+                record = try FormatMigration(store: store).migrate(from: old)
+            case .format2(let current)?:
+                try store.checkKey(current, keys: keys)
+                record = current
+            }
+            store.authority.keys = record.keyRing(from: keys)
+            store.metadata.withLock { $0 = record }
+            try StoreVerifier(store: store).verify()
+        } catch {
+            store.close()
+            throw error
+        }
+        return store
+    }
+
+    private func checkKey(_ record: Coffer_Storage_V1_Metadata, keys: KeyRing) throws(CofferError) {
+        let storedID = KeyID(bytes: record.keyID).map(\.hex) ?? "(malformed)"
+        guard keys.matchesKeyCheck(Array(record.keyCheck)) else {
+            throw CofferError(
+                .failedPrecondition,
+                "the master key does not match the store in \(configuration.directory): the store was created with key \(storedID), the key given is \(keys.generations[1]?.keyID ?? keys.keyID)"
+            )
+        }
     }
 
     /// Closes the store after the transactions in flight end. Calls after it fail with UNAVAILABLE.
@@ -137,22 +151,46 @@ public final class ConnectionStore: Sendable {
 
     // MARK: Transactions
 
-    /// Runs `body` in one read transaction. It never waits for a writer.
+    /// Runs `body` in one read transaction. It never waits for a writer; it runs again, on a fresh snapshot,
+    /// when a write committed while it read.
     public func read<R>(_ body: (StoreReader) throws -> R) throws(CofferError) -> R {
-        do {
-            return try env.read { txn in try body(StoreReader(store: self, txn: txn)) }
-        } catch {
-            throw failure(error)
+        for _ in 0..<32 {
+            do {
+                return try env.read { txn in
+                    txn.authority = authority
+                    return try body(StoreReader(store: self, txn: txn))
+                }
+            } catch is StaleSnapshot {
+                continue
+            } catch {
+                throw failure(error)
+            }
         }
+        throw CofferError(.unavailable, "the store is changing faster than it can be read; try again")
     }
 
-    /// Runs `body` in one write transaction, which commits and syncs when it returns and is undone when it
-    /// throws. When the map is full, it grows (up to `configuration.mapSize`, or by `configuration.reserve`
-    /// beyond it when `usingReserve`, for writes that make room or take access away) and `body` runs again.
+    /// Runs `body` in one write transaction, which commits (with the metadata record updated) and syncs when it
+    /// returns and is undone when it throws. When the map is full, it grows (up to `configuration.mapSize`, or
+    /// by `configuration.reserve` beyond it when `usingReserve`, for writes that make room or take access away)
+    /// and `body` runs again.
     public func write<R>(usingReserve: Bool = false, _ body: (StoreWriter) throws -> R) throws(CofferError) -> R {
+        writeLock.lock()
+        defer { writeLock.unlock() }
         while true {
+            let ledger = WriteLedger()
+            var updated = metadata.withLock { $0 }
             do {
-                let result = try env.write { txn in try body(StoreWriter(store: self, txn: txn)) }
+                let (result, transaction) = try env.write { txn in
+                    txn.authority = authority
+                    txn.ledger = ledger
+                    let result = try body(StoreWriter(store: self, txn: txn))
+                    updated.apply(ledger)
+                    try tables.meta.write(updated, keys: authority.keys, txn)
+                    authority.committing(txn.snapshot + 1)
+                    return (result, txn.snapshot + 1)
+                }
+                metadata.withLock { $0 = updated }
+                authority.apply(ledger.changes, transaction: transaction)
                 if usingReserve, env.mapSize > configuration.mapSize {
                     // Back to the limit, which LMDB raises to what the file now holds: other writes get no
                     // more room than the pages this one freed.
@@ -160,11 +198,30 @@ public final class ConnectionStore: Sendable {
                 }
                 return result
             } catch let error as LMDBError where error.kind == .mapFull {
+                authority.committing(nil)
                 guard grow(usingReserve: usingReserve) else { throw failure(error) }
             } catch {
+                authority.committing(nil)
                 throw failure(error)
             }
         }
+    }
+
+    /// A transaction without authentication, for start-up, migration and verification.
+    func raw<R>(writing: Bool = false, _ body: (Transaction) throws -> R) throws(CofferError) -> R {
+        do {
+            return writing ? try env.write(body) : try env.read(body)
+        } catch {
+            throw failure(error)
+        }
+    }
+
+    /// The metadata record as the last commit left it.
+    var currentMetadata: Coffer_Storage_V1_Metadata { metadata.withLock { $0 } }
+
+    /// Whether records of changes wait to be folded into the audit chain.
+    var hasPendingAudit: Bool {
+        currentMetadata.summaries.contains { $0.table == AuthenticatedTable.auditPending.rawValue && $0.count > 0 }
     }
 
     /// Grows the map toward its limit; false when it is there already.
@@ -179,6 +236,8 @@ public final class ConnectionStore: Sendable {
             return false
         }
     }
+
+    var now: Date { configuration.clock() }
 
     /// Why the store has failed (the disk failed a read or a write), or nil while it serves. Once failed,
     /// cofferd reports itself not serving; a restart (after the disk is mended) clears it.
@@ -200,13 +259,13 @@ public final class ConnectionStore: Sendable {
         return mapped
     }
 
-    var now: Date { configuration.clock() }
-
     /// The one place where lower-level failures become `CofferError`s; their detail stays in `cause`.
     static func mapError(_ error: any Error, mapSize: Int) -> CofferError {
         switch error {
         case let error as CofferError:
             return error
+        case let error as RecordFailure:
+            return error.error
         case let error as LMDBError:
             switch error.kind {
             case .mapFull:

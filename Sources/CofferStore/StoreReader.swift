@@ -54,8 +54,15 @@ public struct StoreReader {
     /// Every token's record, sorted by id; never a token.
     public func listTokens() throws -> [TokenInfo] { try tables.tokens.all(txn) }
 
-    /// Audit records after `sequence`, oldest first, at most `limit`, and where the trail ended.
+    /// Audit records after `sequence`, oldest first, at most `limit`, and where the chain ended. Records of
+    /// the last moments may still wait in the journal or for a fold: the writer folds before it reads the trail.
     public func auditPage(after sequence: UInt64, limit: Int) throws -> AuditPage {
-        try tables.audit.page(after: sequence, limit: limit, txn)
+        if let chain = txn.ledger?.audit {
+            return try tables.audit.page(after: sequence, limit: limit, chain: chain, txn)
+        }
+        guard case .format2(let metadata)? = try tables.meta.read(keys: store.keys, txn) else {
+            throw CofferError(.dataLoss, "the store's metadata record is missing")
+        }
+        return try tables.audit.page(after: sequence, limit: limit, chain: metadata.audit, txn)
     }
 }

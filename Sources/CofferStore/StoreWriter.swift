@@ -40,6 +40,7 @@ public struct StoreWriter {
             ref,
             values.values,
             version: 1,
+            incarnation: SecureRandom.bytes(KeyRing.incarnationLength),
             created: time,
             updated: time,
             keys: store.keys
@@ -64,6 +65,7 @@ public struct StoreWriter {
             ref,
             values.values,
             version: current.version + 1,
+            incarnation: ConnectionTable.incarnation(of: current) ?? SecureRandom.bytes(KeyRing.incarnationLength),
             created: current.createdUnixMs,
             updated: now.unixMillis,
             keys: store.keys
@@ -129,6 +131,7 @@ public struct StoreWriter {
         record.createdUnixMs = created
         record.expiresUnixMs = created + max(ttl.milliseconds, 1)
         record.runID = runID?.rawValue ?? ""
+        record.generation = store.keys.active.number
         try tables.tokens.insert(material.id, record, txn)
         return IssuedToken(info: try TokenTable.info(material.id, record), token: material.token)
     }
@@ -146,20 +149,20 @@ public struct StoreWriter {
 
     // MARK: Audit
 
-    /// Writes `event` as the next record of the trail; returns its sequence number.
+    /// Writes `event` as the next record of the trail, in this transaction: it waits, with this change, for
+    /// the next fold into the audit chain. Returns its sequence number.
     @discardableResult
     public func appendAudit(_ event: AuditEvent) throws -> UInt64 {
         var event = event
         event.sequence = store.sequencer.next()
-        try tables.audit.insert(event, txn)
+        try tables.audit.appendPending(event, txn)
         return event.sequence
     }
 
-    /// Writes records that already carry their sequence numbers (from the journal), skipping any that are
-    /// there already.
-    func insertAudit(_ events: [AuditEvent]) throws {
-        for event in events where try !tables.audit.contains(event.sequence, txn) {
-            try tables.audit.insert(event, txn)
-        }
+    /// Moves `journaled` (records from the journal, numbered) and every record waiting in the store into the
+    /// audit chain, in sequence order.
+    func foldAudit(_ journaled: [AuditEvent]) throws {
+        let chain = txn.ledger?.audit ?? store.currentMetadata.audit
+        txn.ledger?.audit = try tables.audit.fold(journaled, chain: chain, keys: store.keys, txn)
     }
 }

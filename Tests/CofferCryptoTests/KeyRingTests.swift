@@ -64,8 +64,20 @@ import Testing
 @Suite struct AtRestCipherTests {
     let keys = randomKeyRing()
 
-    func binding(_ ref: String = "aws/prod", field: String = "secret", version: UInt64 = 1) throws -> FieldBinding {
-        FieldBinding(connection: try ConnectionRef(parsing: ref), field: try FieldName(field), recordVersion: version)
+    static let incarnation = [UInt8](repeating: 7, count: KeyRing.incarnationLength)
+
+    func binding(
+        _ ref: String = "aws/prod",
+        field: String = "secret",
+        version: UInt64 = 1,
+        incarnation: [UInt8] = incarnation
+    ) throws -> FieldBinding {
+        FieldBinding(
+            connection: try ConnectionRef(parsing: ref),
+            field: try FieldName(field),
+            recordVersion: version,
+            incarnation: incarnation
+        )
     }
 
     @Test func roundTripsAndHidesThePlaintext() throws {
@@ -80,14 +92,15 @@ import Testing
     }
 
     @Test(arguments: [
-        ("aws/other", "secret", UInt64(1)), ("aws/prod", "other", 1), ("aws/prod", "secret", 2),
-        ("awsx/prod", "secret", 1),
+        ("aws/other", "secret", UInt64(1), UInt8(7)), ("aws/prod", "other", 1, 7), ("aws/prod", "secret", 2, 7),
+        ("awsx/prod", "secret", 1, 7), ("aws/prod", "secret", 1, 8),
     ])
-    func refusesAnotherPlace(ref: String, field: String, version: UInt64) throws {
+    func refusesAnotherPlace(ref: String, field: String, version: UInt64, incarnation: UInt8) throws {
         let canary = Canary()
         let stored = keys.sealAtRest(canary.secret, binding: try binding())
+        let other = [UInt8](repeating: incarnation, count: KeyRing.incarnationLength)
         let error = try #require(throws: CofferError.self) {
-            try keys.openAtRest(stored, binding: try binding(ref, field: field, version: version))
+            try keys.openAtRest(stored, binding: try binding(ref, field: field, version: version, incarnation: other))
         }
         #expect(error.code == .dataLoss)
         #expect(!canary.occurs(in: error.message))
@@ -104,12 +117,17 @@ import Testing
         }
     }
 
-    @Test func refusesAnotherKey() throws {
+    @Test func aKeyIDThisStoreNeverHadIsDataLoss() throws {
         let stored = keys.sealAtRest(SecretBytes(copying: [1, 2, 3]), binding: try binding())
         let error = try #require(throws: CofferError.self) {
             try randomKeyRing().openAtRest(stored, binding: try binding())
         }
-        #expect(error.code == .failedPrecondition)
+        #expect(error.code == .dataLoss)
+        var flipped = stored
+        flipped[3] ^= 0x40
+        #expect((try? keys.openAtRest(flipped, binding: try binding())) == nil)
+        let damaged = try #require(throws: CofferError.self) { try keys.openAtRest(flipped, binding: try binding()) }
+        #expect(damaged.code == .dataLoss)
     }
 
     @Test func refusesTruncation() throws {

@@ -24,7 +24,7 @@ import Testing
         try f.store.appendAudit([event(3, f)])
         #expect(try journal.append([event(4, f)]).map(\.sequence) == [4])
         let (file, records) = try #require(journal.switchFiles())
-        try f.store.write { try $0.insertAudit(records) }
+        try f.store.write { try $0.foldAudit(records) }
         try journal.folded(file)
         #expect(journal.pendingCount == 0)
         #expect(try f.store.auditRecords().map(\.peerPID) == [1, 2, 3, 4])

@@ -7,7 +7,7 @@ import Testing
 @testable import CofferStore
 
 /// A store made by an earlier release (Fixtures/format-1, written by that release's cofferd through the CLI):
-/// this build opens it and serves exactly what it held.
+/// this build migrates it to format 2 when it opens it, and serves exactly what it held.
 @Suite struct MigrationTests {
     struct Expected: Decodable {
         struct Connection: Decodable {
@@ -84,6 +84,14 @@ import Testing
         }
         #expect(deleted?.code == .notFound)
         #expect(try store.auditRecords().count == expected.audit_records)
+        // It is now of format 2, and opens (verified in full) as one.
+        #expect(try store.status().formatVersion == 2)
+        store.close()
+        let again = try directory.open(
+            configuration: StoreConfiguration(directory: directory.path, clock: { clock.now })
+        )
+        #expect(try again.get(try ConnectionRef(parsing: "http/api"), for: workflow).version == 2)
+        again.close()
         withExtendedLifetime(dir) {}
     }
 }

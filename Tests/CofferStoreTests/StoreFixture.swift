@@ -58,15 +58,24 @@ final class StoreFixture: @unchecked Sendable {
     /// The raw stored record of a connection.
     func rawRecord(_ ref: String) throws -> Coffer_Storage_V1_ConnectionRecord {
         try store.env.read { txn in
-            try Coffer_Storage_V1_ConnectionRecord(
-                serializedBytes: try txn.get(store.tables.connections.db, Array(ref.utf8))!
+            let stored = try txn.get(store.tables.connections.db, Array(ref.utf8))!
+            return try Coffer_Storage_V1_ConnectionRecord(
+                serializedBytes: Array(stored.dropLast(RecordAuthority.trailerLength))
             )
         }
     }
 
+    /// Writes `record` over a connection's, behind the store's back: with the old record's tag, as someone
+    /// without the key would.
     func replaceRawRecord(_ ref: String, _ record: Coffer_Storage_V1_ConnectionRecord) throws {
         try store.env.write { txn in
-            try txn.put(store.tables.connections.db, Array(ref.utf8), try record.serializedBytes())
+            let old = try txn.get(store.tables.connections.db, Array(ref.utf8))!
+            let payload: [UInt8] = try record.serializedBytes()
+            try txn.put(
+                store.tables.connections.db,
+                Array(ref.utf8),
+                payload + old.suffix(RecordAuthority.trailerLength)
+            )
         }
     }
 

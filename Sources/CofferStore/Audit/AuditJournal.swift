@@ -8,9 +8,9 @@ import Foundation
 /// second, and the journal is then emptied.
 ///
 /// Two files take turns: appends go to the active one while the other is folded, so a fold never holds up an
-/// append. An entry is `length (4, little-endian) | sequence (8, little-endian) | AuditEntry | BLAKE2b-128 of
-/// the three`; a torn entry at the end (a write cut short by a crash) fails its checksum and is dropped with
-/// everything after it when the journal is recovered at start.
+/// append. An entry is `length (4, little-endian) | sequence (8, little-endian) | AuditEntry | tag (16)`, the
+/// tag a keyed BLAKE2b of the three; a torn entry at the end (a write cut short by a crash) fails its tag and is
+/// dropped with everything after it when the journal is recovered at start.
 public final class AuditJournal: @unchecked Sendable {
     // Safe to share: all state is under `lock`.
     private let lock = NSLock()
@@ -28,7 +28,7 @@ public final class AuditJournal: @unchecked Sendable {
     private let onThreshold: @Sendable () -> Void
 
     static let fileNames = ["audit-0.journal", "audit-1.journal"]
-    private static let checksumLength = 16
+    private static let checksumLength = KeyRing.tagLength
     private static let headerLength = 12
 
     /// Opens the journal of the store's directory, first folding into the store whatever a previous cofferd
@@ -44,11 +44,11 @@ public final class AuditJournal: @unchecked Sendable {
         var recovery = Recovery()
         for name in fileNames {
             let file = try JournalFile(path: (directory as NSString).appendingPathComponent(name))
-            let (events, dropped) = try file.readAll()
+            let (events, dropped) = try file.readAll(keys: store.keys)
             recovery.records += events.count
             recovery.droppedBytes += dropped
             if !events.isEmpty {
-                try store.write { writer in try writer.insertAudit(events) }
+                try store.write { writer in try writer.foldAudit(events) }
                 store.sequencer.raise(to: events.map(\.sequence).max() ?? 0)
             }
             try file.truncate()
@@ -109,9 +109,10 @@ public final class AuditJournal: @unchecked Sendable {
                 numbered = try store.sequencer.take(events.count) { first throws(CofferError) in
                     var numbered = events
                     var bytes: [UInt8] = []
+                    let keys = store.keys
                     for index in numbered.indices {
                         numbered[index].sequence = first + UInt64(index)
-                        Self.encode(numbered[index], into: &bytes)
+                        Self.encode(numbered[index], keys: keys, into: &bytes)
                     }
                     try file.append(bytes)
                     return numbered
@@ -177,38 +178,52 @@ public final class AuditJournal: @unchecked Sendable {
         lock.withLock { for file in files { file.close() } }
     }
 
-    static func encode(_ event: AuditEvent, into bytes: inout [UInt8]) {
+    static func encode(_ event: AuditEvent, keys: KeyRing, into bytes: inout [UInt8]) {
         // Serialising a message built here cannot fail.
         let body: [UInt8] = (try? AuditLog.entry(event).serializedBytes()) ?? []
         let start = bytes.count
         appendLittleEndian(UInt32(body.count), to: &bytes)
         appendLittleEndian(event.sequence, to: &bytes)
         bytes += body
-        bytes += Digest.blake2b(Array(bytes[start...]), length: checksumLength)
+        bytes += keys.journalTag(bytes[start...])
     }
 
-    /// Parses entries until the end or the first that is torn or fails its checksum; returns them and the
-    /// bytes left over.
-    static func decode(_ bytes: [UInt8]) -> (events: [AuditEvent], dropped: Int) {
+    /// Parses entries until the end or the first that is torn or fails its tag; returns them and the bytes
+    /// left over. A bad entry followed by a good one is not a write cut short: that is an altered journal.
+    static func decode(_ bytes: [UInt8], keys: KeyRing) throws(CofferError) -> (events: [AuditEvent], dropped: Int) {
         var events: [AuditEvent] = []
         var offset = 0
-        while bytes.count - offset >= headerLength + checksumLength {
-            let length = Int(readLittleEndian(UInt32.self, bytes, at: offset))
-            let end = offset + headerLength + length
-            guard length <= 1 << 20, end + checksumLength <= bytes.count else { break }
-            let checksum = Digest.blake2b(Array(bytes[offset..<end]), length: checksumLength)
-            guard ConstantTime.equals(checksum, Array(bytes[end..<(end + checksumLength)])) else { break }
-            let sequence = readLittleEndian(UInt64.self, bytes, at: offset + 4)
-            guard
-                let entry = try? Coffer_Storage_V1_AuditEntry(
-                    serializedBytes: Array(bytes[(offset + headerLength)..<end])
-                ),
-                let event = try? AuditLog.event(sequence, entry)
-            else { break }
+        while let (event, next) = entry(at: offset, in: bytes, keys: keys) {
             events.append(event)
-            offset = end + checksumLength
+            offset = next
+        }
+        if offset < bytes.count, bytes.count - offset >= headerLength {
+            let length = Int(readLittleEndian(UInt32.self, bytes, at: offset))
+            let following = offset + headerLength + length + checksumLength
+            if length <= 1 << 20, following < bytes.count, entry(at: following, in: bytes, keys: keys) != nil {
+                throw CofferError(
+                    .dataLoss,
+                    "the audit journal holds an altered entry after record \(events.last?.sequence ?? 0)"
+                )
+            }
         }
         return (events, bytes.count - offset)
+    }
+
+    /// The entry at `offset` and where the next begins, if it is whole and its tag verifies.
+    private static func entry(at offset: Int, in bytes: [UInt8], keys: KeyRing) -> (AuditEvent, Int)? {
+        guard bytes.count - offset >= headerLength + checksumLength else { return nil }
+        let length = Int(readLittleEndian(UInt32.self, bytes, at: offset))
+        let end = offset + headerLength + length
+        guard length <= 1 << 20, end + checksumLength <= bytes.count else { return nil }
+        let tag = keys.journalTag(bytes[offset..<end])
+        guard ConstantTime.equals(tag, Array(bytes[end..<(end + checksumLength)])) else { return nil }
+        let sequence = readLittleEndian(UInt64.self, bytes, at: offset + 4)
+        guard
+            let entry = try? Coffer_Storage_V1_AuditEntry(serializedBytes: Array(bytes[(offset + headerLength)..<end])),
+            let event = try? AuditLog.event(sequence, entry)
+        else { return nil }
+        return (event, end + checksumLength)
     }
 }
 
@@ -247,7 +262,7 @@ final class JournalFile: @unchecked Sendable {
     }
 
     /// Everything the file holds, parsed; and the bytes of a torn end.
-    func readAll() throws(CofferError) -> ([AuditEvent], Int) {
+    func readAll(keys: KeyRing) throws(CofferError) -> ([AuditEvent], Int) {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
@@ -259,7 +274,7 @@ final class JournalFile: @unchecked Sendable {
             }
             bytes += chunk[0..<n]
         }
-        return AuditJournal.decode(bytes)
+        return try AuditJournal.decode(bytes, keys: keys)
     }
 
     /// Appends `bytes` with as few writes as the kernel allows; when one fails, cuts the file back to where

@@ -153,16 +153,25 @@ public final class CommitQueue: @unchecked Sendable {
     /// they came from. On failure they stay in the journal and come back next time.
     private func foldJournal() {
         // The file a failed fold left first, then the one appends switch away from, once: appends go on
-        // meanwhile, and what they add waits for the next fold.
+        // meanwhile, and what they add waits for the next fold. The records of changes waiting in the store go
+        // with the first, or alone.
+        var folded = false
         for take in [journal.leftover, journal.switchFiles] {
             guard let (file, records) = take() else { continue }
             do throws(CofferError) {
-                try store.write { writer in try writer.insertAudit(records) }
+                try store.write { writer in try writer.foldAudit(records) }
                 try journal.folded(file)
+                folded = true
             } catch {
                 log("audit records could not be moved from the journal into the store", error)
                 return
             }
+        }
+        guard !folded, store.hasPendingAudit else { return }
+        do throws(CofferError) {
+            try store.write { writer in try writer.foldAudit([]) }
+        } catch {
+            log("audit records could not be moved into the audit chain", error)
         }
     }
 

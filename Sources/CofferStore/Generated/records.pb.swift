@@ -34,16 +34,93 @@ nonisolated struct Coffer_Storage_V1_Metadata: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// The layout of this file; cofferd refuses a store whose format it does not know.
+  /// The layout of this file; cofferd refuses a store whose format it does not know, and migrates format 1.
   var formatVersion: UInt32 = 0
 
-  /// The id of the master key the store was created with (8 bytes).
+  /// The id of generation 1's public key, which names the master key the store was created with (8 bytes).
   var keyID: Data = Data()
 
   /// A keyed hash of a fixed label under a subkey of the master key: proves the key without revealing it.
   var keyCheck: Data = Data()
 
   var createdUnixMs: Int64 = 0
+
+  /// Format 2. Grows by one with every write transaction.
+  var writeGeneration: UInt64 = 0
+
+  /// One per authenticated table: how many records it holds and the XOR of their summary elements.
+  var summaries: [Coffer_Storage_V1_TableSummary] = []
+
+  /// The audit chain: its newest record and its link, and the link before its oldest kept record.
+  var auditHeadSequence: UInt64 = 0
+
+  var auditHeadLink: Data = Data()
+
+  var auditStartLink: Data = Data()
+
+  /// The key generations the store has, and which one new writes use.
+  var generations: [Coffer_Storage_V1_KeyGenerationRecord] = []
+
+  var activeGeneration: UInt32 = 0
+
+  /// Where the re-encryption after a rotation has got to: the last key it finished in each table.
+  var rotation: [Coffer_Storage_V1_RotationCursor] = []
+
+  /// How many records the audit chain holds.
+  var auditCount: UInt64 = 0
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+}
+
+nonisolated struct Coffer_Storage_V1_TableSummary: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var table: String = String()
+
+  var count: UInt64 = 0
+
+  var summary: Data = Data()
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+}
+
+nonisolated struct Coffer_Storage_V1_KeyGenerationRecord: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var number: UInt32 = 0
+
+  var createdUnixMs: Int64 = 0
+
+  /// When a newer generation became active; 0 while this one is. Values sealed to it are taken until the grace
+  /// period after this has passed.
+  var supersededUnixMs: Int64 = 0
+
+  /// Set when it was retired: nothing is encrypted, tagged or hashed under it any more.
+  var retiredUnixMs: Int64 = 0
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+}
+
+nonisolated struct Coffer_Storage_V1_RotationCursor: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var table: String = String()
+
+  var afterKey: Data = Data()
+
+  var done: Bool = false
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -65,6 +142,10 @@ nonisolated struct Coffer_Storage_V1_ConnectionRecord: Sendable {
 
   /// Sorted by name.
   var fields: [Coffer_Storage_V1_StoredField] = []
+
+  /// Format 2: 16 random bytes given when the connection is put, bound into every field's ciphertext, so that
+  /// nothing from before a delete can come back.
+  var incarnation: Data = Data()
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -124,6 +205,9 @@ nonisolated struct Coffer_Storage_V1_TokenRecord: Sendable {
 
   var runID: String = String()
 
+  /// The key generation whose token key made `digest`; 0 for 1.
+  var generation: UInt32 = 0
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -172,7 +256,7 @@ fileprivate nonisolated let _protobuf_package = "coffer.storage.v1"
 
 nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".Metadata"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}format_version\0\u{3}key_id\0\u{3}key_check\0\u{3}created_unix_ms\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}format_version\0\u{3}key_id\0\u{3}key_check\0\u{3}created_unix_ms\0\u{3}write_generation\0\u{1}summaries\0\u{3}audit_head_sequence\0\u{3}audit_head_link\0\u{3}audit_start_link\0\u{1}generations\0\u{3}active_generation\0\u{1}rotation\0\u{3}audit_count\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -184,6 +268,15 @@ nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftPr
       case 2: try { try decoder.decodeSingularBytesField(value: &self.keyID) }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self.keyCheck) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.writeGeneration) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.summaries) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.auditHeadSequence) }()
+      case 8: try { try decoder.decodeSingularBytesField(value: &self.auditHeadLink) }()
+      case 9: try { try decoder.decodeSingularBytesField(value: &self.auditStartLink) }()
+      case 10: try { try decoder.decodeRepeatedMessageField(value: &self.generations) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.activeGeneration) }()
+      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.rotation) }()
+      case 13: try { try decoder.decodeSingularUInt64Field(value: &self.auditCount) }()
       default: break
       }
     }
@@ -202,6 +295,33 @@ nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftPr
     if self.createdUnixMs != 0 {
       try visitor.visitSingularInt64Field(value: self.createdUnixMs, fieldNumber: 4)
     }
+    if self.writeGeneration != 0 {
+      try visitor.visitSingularUInt64Field(value: self.writeGeneration, fieldNumber: 5)
+    }
+    if !self.summaries.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.summaries, fieldNumber: 6)
+    }
+    if self.auditHeadSequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.auditHeadSequence, fieldNumber: 7)
+    }
+    if !self.auditHeadLink.isEmpty {
+      try visitor.visitSingularBytesField(value: self.auditHeadLink, fieldNumber: 8)
+    }
+    if !self.auditStartLink.isEmpty {
+      try visitor.visitSingularBytesField(value: self.auditStartLink, fieldNumber: 9)
+    }
+    if !self.generations.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.generations, fieldNumber: 10)
+    }
+    if self.activeGeneration != 0 {
+      try visitor.visitSingularUInt32Field(value: self.activeGeneration, fieldNumber: 11)
+    }
+    if !self.rotation.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.rotation, fieldNumber: 12)
+    }
+    if self.auditCount != 0 {
+      try visitor.visitSingularUInt64Field(value: self.auditCount, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -210,6 +330,140 @@ nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftPr
     if lhs.keyID != rhs.keyID {return false}
     if lhs.keyCheck != rhs.keyCheck {return false}
     if lhs.createdUnixMs != rhs.createdUnixMs {return false}
+    if lhs.writeGeneration != rhs.writeGeneration {return false}
+    if lhs.summaries != rhs.summaries {return false}
+    if lhs.auditHeadSequence != rhs.auditHeadSequence {return false}
+    if lhs.auditHeadLink != rhs.auditHeadLink {return false}
+    if lhs.auditStartLink != rhs.auditStartLink {return false}
+    if lhs.generations != rhs.generations {return false}
+    if lhs.activeGeneration != rhs.activeGeneration {return false}
+    if lhs.rotation != rhs.rotation {return false}
+    if lhs.auditCount != rhs.auditCount {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_Storage_V1_TableSummary: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".TableSummary"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}table\0\u{1}count\0\u{1}summary\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.table) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.count) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.summary) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.table.isEmpty {
+      try visitor.visitSingularStringField(value: self.table, fieldNumber: 1)
+    }
+    if self.count != 0 {
+      try visitor.visitSingularUInt64Field(value: self.count, fieldNumber: 2)
+    }
+    if !self.summary.isEmpty {
+      try visitor.visitSingularBytesField(value: self.summary, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Coffer_Storage_V1_TableSummary, rhs: Coffer_Storage_V1_TableSummary) -> Bool {
+    if lhs.table != rhs.table {return false}
+    if lhs.count != rhs.count {return false}
+    if lhs.summary != rhs.summary {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_Storage_V1_KeyGenerationRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".KeyGenerationRecord"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}number\0\u{3}created_unix_ms\0\u{3}superseded_unix_ms\0\u{3}retired_unix_ms\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.number) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.supersededUnixMs) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.retiredUnixMs) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.number != 0 {
+      try visitor.visitSingularUInt32Field(value: self.number, fieldNumber: 1)
+    }
+    if self.createdUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.createdUnixMs, fieldNumber: 2)
+    }
+    if self.supersededUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.supersededUnixMs, fieldNumber: 3)
+    }
+    if self.retiredUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.retiredUnixMs, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Coffer_Storage_V1_KeyGenerationRecord, rhs: Coffer_Storage_V1_KeyGenerationRecord) -> Bool {
+    if lhs.number != rhs.number {return false}
+    if lhs.createdUnixMs != rhs.createdUnixMs {return false}
+    if lhs.supersededUnixMs != rhs.supersededUnixMs {return false}
+    if lhs.retiredUnixMs != rhs.retiredUnixMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_Storage_V1_RotationCursor: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".RotationCursor"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}table\0\u{3}after_key\0\u{1}done\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.table) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.afterKey) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.done) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.table.isEmpty {
+      try visitor.visitSingularStringField(value: self.table, fieldNumber: 1)
+    }
+    if !self.afterKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.afterKey, fieldNumber: 2)
+    }
+    if self.done != false {
+      try visitor.visitSingularBoolField(value: self.done, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Coffer_Storage_V1_RotationCursor, rhs: Coffer_Storage_V1_RotationCursor) -> Bool {
+    if lhs.table != rhs.table {return false}
+    if lhs.afterKey != rhs.afterKey {return false}
+    if lhs.done != rhs.done {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -217,7 +471,7 @@ nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Coffer_Storage_V1_ConnectionRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".ConnectionRecord"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{3}created_unix_ms\0\u{3}updated_unix_ms\0\u{1}fields\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{3}created_unix_ms\0\u{3}updated_unix_ms\0\u{1}fields\0\u{1}incarnation\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -229,6 +483,7 @@ nonisolated extension Coffer_Storage_V1_ConnectionRecord: SwiftProtobuf.Message,
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.updatedUnixMs) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.fields) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.incarnation) }()
       default: break
       }
     }
@@ -247,6 +502,9 @@ nonisolated extension Coffer_Storage_V1_ConnectionRecord: SwiftProtobuf.Message,
     if !self.fields.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.fields, fieldNumber: 4)
     }
+    if !self.incarnation.isEmpty {
+      try visitor.visitSingularBytesField(value: self.incarnation, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -255,6 +513,7 @@ nonisolated extension Coffer_Storage_V1_ConnectionRecord: SwiftProtobuf.Message,
     if lhs.createdUnixMs != rhs.createdUnixMs {return false}
     if lhs.updatedUnixMs != rhs.updatedUnixMs {return false}
     if lhs.fields != rhs.fields {return false}
+    if lhs.incarnation != rhs.incarnation {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -332,7 +591,7 @@ nonisolated extension Coffer_Storage_V1_GrantRecord: SwiftProtobuf.Message, Swif
 
 nonisolated extension Coffer_Storage_V1_TokenRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".TokenRecord"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}workflow\0\u{1}digest\0\u{3}created_unix_ms\0\u{3}expires_unix_ms\0\u{3}revoked_unix_ms\0\u{3}run_id\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}workflow\0\u{1}digest\0\u{3}created_unix_ms\0\u{3}expires_unix_ms\0\u{3}revoked_unix_ms\0\u{3}run_id\0\u{1}generation\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -346,6 +605,7 @@ nonisolated extension Coffer_Storage_V1_TokenRecord: SwiftProtobuf.Message, Swif
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.expiresUnixMs) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.revokedUnixMs) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.runID) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.generation) }()
       default: break
       }
     }
@@ -370,6 +630,9 @@ nonisolated extension Coffer_Storage_V1_TokenRecord: SwiftProtobuf.Message, Swif
     if !self.runID.isEmpty {
       try visitor.visitSingularStringField(value: self.runID, fieldNumber: 6)
     }
+    if self.generation != 0 {
+      try visitor.visitSingularUInt32Field(value: self.generation, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -380,6 +643,7 @@ nonisolated extension Coffer_Storage_V1_TokenRecord: SwiftProtobuf.Message, Swif
     if lhs.expiresUnixMs != rhs.expiresUnixMs {return false}
     if lhs.revokedUnixMs != rhs.revokedUnixMs {return false}
     if lhs.runID != rhs.runID {return false}
+    if lhs.generation != rhs.generation {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

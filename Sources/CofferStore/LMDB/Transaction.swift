@@ -7,10 +7,20 @@ final class Transaction {
     let handle: OpaquePointer
     let readOnly: Bool
     private var finished = false
+    /// Who checks and tags authenticated records; nil for raw access (migration, tests that tamper).
+    var authority: RecordAuthority?
+    /// What a write transaction changed among authenticated records.
+    var ledger: WriteLedger?
 
     init(handle: OpaquePointer, readOnly: Bool) {
         self.handle = handle
         self.readOnly = readOnly
+    }
+
+    /// The last committed write transaction this transaction sees: its snapshot.
+    var snapshot: Int {
+        let id = Int(mdb_txn_id(handle))
+        return readOnly ? id : id - 1
     }
 
     func finish() { finished = true }
@@ -24,6 +34,8 @@ final class Transaction {
         try LMDBError.check(mdb_txn_begin(mdb_txn_env(handle), handle, 0, &childHandle), "mdb_txn_begin (nested)")
         guard let childHandle else { throw LMDBError(code: ENOMEM, operation: "mdb_txn_begin (nested)") }
         let child = Transaction(handle: childHandle, readOnly: false)
+        child.authority = authority
+        child.ledger = ledger.map { WriteLedger(parent: $0) }
         let result: R
         do {
             result = try body(child)
@@ -34,6 +46,7 @@ final class Transaction {
         }
         child.finish()
         try LMDBError.check(mdb_txn_commit(childHandle), "mdb_txn_commit (nested)")
+        if let parent = ledger, let nested = child.ledger { parent.merge(nested) }
         return result
     }
 

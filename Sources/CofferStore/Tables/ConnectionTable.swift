@@ -8,7 +8,7 @@ struct ConnectionTable {
     let db: Database
 
     func record(_ ref: ConnectionRef, _ txn: Transaction) throws -> Coffer_Storage_V1_ConnectionRecord? {
-        guard let bytes = try txn.get(db, StoreKeys.connection(ref)) else { return nil }
+        guard let bytes = try txn.record(db, StoreKeys.connection(ref)) else { return nil }
         return try Coffer_Storage_V1_ConnectionRecord(serializedBytes: bytes)
     }
 
@@ -21,18 +21,18 @@ struct ConnectionTable {
     }
 
     func write(_ ref: ConnectionRef, _ record: Coffer_Storage_V1_ConnectionRecord, _ txn: Transaction) throws {
-        try txn.put(db, StoreKeys.connection(ref), try record.serializedBytes())
+        try txn.putRecord(db, StoreKeys.connection(ref), try record.serializedBytes())
     }
 
     @discardableResult
     func remove(_ ref: ConnectionRef, _ txn: Transaction) throws -> Bool {
-        try txn.delete(db, StoreKeys.connection(ref))
+        try txn.deleteRecord(db, StoreKeys.connection(ref))
     }
 
     /// Every connection, in key order.
     func all(_ txn: Transaction) throws -> [(ConnectionRef, Coffer_Storage_V1_ConnectionRecord)] {
         var result: [(ConnectionRef, Coffer_Storage_V1_ConnectionRecord)] = []
-        try txn.scan(db) { key, value in
+        try txn.scanRecords(db) { key, value in
             result.append(
                 (try StoreKeys.parseConnection(key), try Coffer_Storage_V1_ConnectionRecord(serializedBytes: value))
             )
@@ -50,23 +50,30 @@ struct ConnectionTable {
         return count
     }
 
-    /// A record holding `values` encrypted at rest for `ref` at `version`.
+    /// A record holding `values` encrypted at rest for `ref` at `version` of `incarnation`.
     static func seal(
         _ ref: ConnectionRef,
         _ values: [(FieldName, SecretBytes)],
         version: UInt64,
+        incarnation: [UInt8],
         created: Int64,
         updated: Int64,
         keys: KeyRing
     ) -> Coffer_Storage_V1_ConnectionRecord {
         var record = Coffer_Storage_V1_ConnectionRecord()
         record.version = version
+        record.incarnation = Data(incarnation)
         record.createdUnixMs = created
         record.updatedUnixMs = updated
         record.fields = values.map { name, value in
             var field = Coffer_Storage_V1_StoredField()
             field.name = name.rawValue
-            let binding = FieldBinding(connection: ref, field: name, recordVersion: version)
+            let binding = FieldBinding(
+                connection: ref,
+                field: name,
+                recordVersion: version,
+                incarnation: incarnation
+            )
             field.ciphertext = Data(keys.sealAtRest(value, binding: binding))
             return field
         }
@@ -87,10 +94,20 @@ struct ConnectionTable {
             do { name = try FieldName(field.name) } catch {
                 throw CofferError(.dataLoss, "connection \(ref) has a malformed field name", cause: error)
             }
-            let binding = FieldBinding(connection: ref, field: name, recordVersion: record.version)
+            let binding = FieldBinding(
+                connection: ref,
+                field: name,
+                recordVersion: record.version,
+                incarnation: incarnation(of: record)
+            )
             fields[name] = try keys.openAtRest(Array(field.ciphertext), binding: binding)
         }
         return ConnectionValues(ref: ref, version: record.version, fields: fields)
+    }
+
+    /// A record's incarnation; nil for a record of format 1, read only to migrate it.
+    static func incarnation(of record: Coffer_Storage_V1_ConnectionRecord) -> [UInt8]? {
+        record.incarnation.isEmpty ? nil : Array(record.incarnation)
     }
 
     static func info(

@@ -14,7 +14,7 @@ struct GrantTable {
     }
 
     func state(_ ref: ConnectionRef, _ workflow: WorkflowName, _ txn: Transaction) throws -> State {
-        guard let bytes = try txn.get(db, StoreKeys.grant(ref, workflow)) else { return .none }
+        guard let bytes = try txn.record(db, StoreKeys.grant(ref, workflow)) else { return .none }
         return try Coffer_Storage_V1_GrantRecord(serializedBytes: bytes).connectionDeletedUnixMs == 0
             ? .active : .connectionDeleted
     }
@@ -24,26 +24,26 @@ struct GrantTable {
         guard try state(ref, workflow, txn) != .active else { return false }
         var record = Coffer_Storage_V1_GrantRecord()
         record.createdUnixMs = now.unixMillis
-        try txn.put(db, StoreKeys.grant(ref, workflow), try record.serializedBytes())
+        try txn.putRecord(db, StoreKeys.grant(ref, workflow), try record.serializedBytes())
         return true
     }
 
     /// Removes a grant (or its tombstone); false when there was none.
     func revoke(_ ref: ConnectionRef, _ workflow: WorkflowName, _ txn: Transaction) throws -> Bool {
-        try txn.delete(db, StoreKeys.grant(ref, workflow))
+        try txn.deleteRecord(db, StoreKeys.grant(ref, workflow))
     }
 
     /// Turns a deleted connection's grants into tombstones.
     func markDeleted(_ ref: ConnectionRef, now: Date, _ txn: Transaction) throws {
         for (key, var record) in try entries(ref, txn) where record.connectionDeletedUnixMs == 0 {
             record.connectionDeletedUnixMs = now.unixMillis
-            try txn.put(db, key, try record.serializedBytes())
+            try txn.putRecord(db, key, try record.serializedBytes())
         }
     }
 
     /// Removes every grant and tombstone of `ref`.
     func clear(_ ref: ConnectionRef, _ txn: Transaction) throws {
-        for (key, _) in try entries(ref, txn) { try txn.delete(db, key) }
+        for (key, _) in try entries(ref, txn) { try txn.deleteRecord(db, key) }
     }
 
     /// The workflows holding a live grant for `ref`, sorted.
@@ -57,7 +57,7 @@ struct GrantTable {
     /// Every live grant, by connection.
     func activeByConnection(_ txn: Transaction) throws -> [ConnectionRef: [WorkflowName]] {
         var result: [ConnectionRef: [WorkflowName]] = [:]
-        try txn.scan(db) { key, value in
+        try txn.scanRecords(db) { key, value in
             if try Coffer_Storage_V1_GrantRecord(serializedBytes: value).connectionDeletedUnixMs == 0 {
                 let (ref, workflow) = try StoreKeys.parseGrant(key)
                 result[ref, default: []].append(workflow)
@@ -74,7 +74,7 @@ struct GrantTable {
         -> [([UInt8], Coffer_Storage_V1_GrantRecord)]
     {
         var entries: [([UInt8], Coffer_Storage_V1_GrantRecord)] = []
-        try txn.scan(db, prefix: StoreKeys.grantPrefix(ref)) { key, value in
+        try txn.scanRecords(db, prefix: StoreKeys.grantPrefix(ref)) { key, value in
             entries.append((key, try Coffer_Storage_V1_GrantRecord(serializedBytes: value)))
             return true
         }

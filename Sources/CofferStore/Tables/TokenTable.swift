@@ -7,17 +7,17 @@ struct TokenTable {
     let db: Database
 
     func record(_ id: TokenID, _ txn: Transaction) throws -> Coffer_Storage_V1_TokenRecord? {
-        guard let bytes = try txn.get(db, StoreKeys.token(id)) else { return nil }
+        guard let bytes = try txn.record(db, StoreKeys.token(id)) else { return nil }
         return try Coffer_Storage_V1_TokenRecord(serializedBytes: bytes)
     }
 
     /// Stores a new token's record; never over another token's.
     func insert(_ id: TokenID, _ record: Coffer_Storage_V1_TokenRecord, _ txn: Transaction) throws {
-        guard try txn.get(db, StoreKeys.token(id)) == nil else {
+        guard try txn.record(db, StoreKeys.token(id)) == nil else {
             // 64 random bits colliding: vanishingly rare, but never overwrite another token's record.
             throw CofferError(.internal, "token id collision; issue the token again")
         }
-        try txn.put(db, StoreKeys.token(id), try record.serializedBytes())
+        try txn.putRecord(db, StoreKeys.token(id), try record.serializedBytes())
     }
 
     /// What a presented token stands for, if it is genuine, unexpired and unrevoked; UNAUTHENTICATED if not.
@@ -28,7 +28,8 @@ struct TokenTable {
         let record = try record(id, txn)
         // Hash even when the id is unknown, so the two failures take the same time. The digest is what the
         // store keeps on disk, not a secret; the comparison is constant-time all the same.
-        let digest = keys.tokenDigest(token)
+        let generation = keys.generations[max(record?.generation ?? 1, 1)] ?? keys.active
+        let digest = generation.tokenDigest(token)
         guard let record, ConstantTime.equals(digest, Array(record.digest)) else { throw invalid }
         if record.revokedUnixMs != 0 {
             throw CofferError(.unauthenticated, "the token was revoked")
@@ -46,7 +47,7 @@ struct TokenTable {
         }
         if record.revokedUnixMs == 0 {
             record.revokedUnixMs = now.unixMillis
-            try txn.put(db, StoreKeys.token(id), try record.serializedBytes())
+            try txn.putRecord(db, StoreKeys.token(id), try record.serializedBytes())
         }
         return try Self.info(id, record)
     }
@@ -54,20 +55,20 @@ struct TokenTable {
     /// Removes the records of tokens that expired before `cutoff`; returns how many.
     func purge(expiredBefore cutoff: Date, _ txn: Transaction) throws -> Int {
         var expired: [[UInt8]] = []
-        try txn.scan(db) { key, value in
+        try txn.scanRecords(db) { key, value in
             if try Coffer_Storage_V1_TokenRecord(serializedBytes: value).expiresUnixMs < cutoff.unixMillis {
                 expired.append(key)
             }
             return true
         }
-        for key in expired { try txn.delete(db, key) }
+        for key in expired { try txn.deleteRecord(db, key) }
         return expired.count
     }
 
     /// Every token's record, sorted by id.
     func all(_ txn: Transaction) throws -> [TokenInfo] {
         var result: [TokenInfo] = []
-        try txn.scan(db) { key, value in
+        try txn.scanRecords(db) { key, value in
             result.append(
                 try Self.info(try StoreKeys.parseToken(key), try Coffer_Storage_V1_TokenRecord(serializedBytes: value))
             )

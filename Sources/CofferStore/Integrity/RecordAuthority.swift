@@ -1,0 +1,177 @@
+import CofferCore
+import CofferCrypto
+import Foundation
+
+/// The tables whose every record is tagged, counted in the store-wide summary, and checked against what cofferd
+/// last wrote. (The audit trail is a hash chain instead; the metadata record holds the summary.)
+enum AuthenticatedTable: String, CaseIterable, Sendable {
+    case connections
+    case grants
+    case tokens
+    case auditPending = "audit_pending"
+}
+
+/// A record's tag, as two words, for the map of what cofferd wrote.
+struct RecordTag: Hashable, Sendable {
+    let high: UInt64
+    let low: UInt64
+
+    init(_ bytes: [UInt8]) {
+        precondition(bytes.count == 16)
+        high = bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+        low = bytes.suffix(8).reduce(0) { $0 << 8 | UInt64($1) }
+    }
+}
+
+/// Why a stored record is refused.
+struct RecordFailure: Error {
+    let table: String
+    let key: String
+    let reason: String
+
+    var error: CofferError {
+        CofferError(.dataLoss, "record \(key) of \(table) \(reason): the store was altered")
+    }
+}
+
+/// A read that began before the latest write was applied to the map of what cofferd wrote: it is retried with a
+/// fresh snapshot.
+struct StaleSnapshot: Error {}
+
+/// Tags and checks every authenticated record, and remembers what cofferd wrote.
+///
+/// A stored record is `message | generation (4, big-endian) | tag (16)`. Reading one checks its tag (an edit,
+/// a field dropped or added, a key id flipped), and, once the store has been verified, that its tag is the one
+/// cofferd last wrote under that key (a record rolled back to an older copy, replayed from before a delete,
+/// injected or removed). cofferd is the only writer, so it can hold what it wrote: a keyed digest of each
+/// record's table and key, mapped to its tag, about 80 bytes a record. A reader whose snapshot is not the one
+/// the map describes retries.
+final class RecordAuthority: @unchecked Sendable {
+    // Safe to share: everything mutable is under `lock`.
+    private let lock = NSLock()
+    private var ring: KeyRing
+    private var written: [RecordTag: RecordTag] = [:]
+    /// The LMDB transaction the map describes; nil while the map is not kept (before verification).
+    private var applied: Int?
+    /// The transaction cofferd is committing, whose changes the map does not hold yet.
+    private var committing: Int?
+
+    static let trailerLength = 4 + KeyRing.tagLength
+
+    init(keys: KeyRing) { ring = keys }
+
+    var keys: KeyRing {
+        get { lock.withLock { ring } }
+        set { lock.withLock { ring = newValue } }
+    }
+
+    /// A record ready to store: `payload`, its generation and its tag.
+    func seal(table: String, key: [UInt8], payload: [UInt8]) -> (stored: [UInt8], tag: [UInt8]) {
+        let keys = self.keys
+        let tag = keys.recordTag(table: table, key: key, payload: payload[...], generation: keys.active)
+        return (payload + KeyRing.bigEndian32(keys.active.number) + tag, tag)
+    }
+
+    /// The payload of a stored record, if its tag verifies under the generation it names.
+    func open(table: String, key: [UInt8], stored: [UInt8]) throws(RecordFailure) -> (payload: [UInt8], tag: [UInt8]) {
+        let keys = self.keys
+        guard stored.count >= Self.trailerLength else {
+            throw RecordFailure(table: table, key: Self.name(key), reason: "is too short to be a record")
+        }
+        let payloadEnd = stored.count - Self.trailerLength
+        let number = stored[payloadEnd..<(payloadEnd + 4)].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+        guard let generation = keys.generations[number] else {
+            throw RecordFailure(
+                table: table,
+                key: Self.name(key),
+                reason: "names a key generation the store does not have"
+            )
+        }
+        let tag = Array(stored[(payloadEnd + 4)...])
+        let expected = keys.recordTag(table: table, key: key, payload: stored[..<payloadEnd], generation: generation)
+        guard ConstantTime.equals(tag, expected) else {
+            throw RecordFailure(table: table, key: Self.name(key), reason: "failed its integrity check")
+        }
+        return (Array(stored[..<payloadEnd]), tag)
+    }
+
+    /// Checks a record read in snapshot `snapshot` against what cofferd last wrote; `tag` nil when the key
+    /// held no record.
+    func check(table: String, key: [UInt8], tag: [UInt8]?, snapshot: Int) throws {
+        let digest = RecordTag(keys.recordDigest(table: table, key: key))
+        let written: RecordTag?
+        do {
+            lock.lock()
+            defer { lock.unlock() }
+            guard let applied else { return }
+            // Older than the map, or cofferd's own commit not yet applied: read again. Newer than the map
+            // without a commit of cofferd's: another process wrote the store, and the map decides.
+            if snapshot < applied || (snapshot > applied && snapshot == committing) { throw StaleSnapshot() }
+            written = self.written[digest]
+        }
+        switch (written, tag) {
+        case (nil, nil):
+            return
+        case (nil, _?):
+            throw RecordFailure(table: table, key: Self.name(key), reason: "is not one cofferd wrote")
+        case (_?, nil):
+            throw RecordFailure(table: table, key: Self.name(key), reason: "was removed")
+        case (let written?, let tag?):
+            guard written == RecordTag(tag) else {
+                throw RecordFailure(table: table, key: Self.name(key), reason: "is not the copy cofferd last wrote")
+            }
+        }
+    }
+
+    /// Before a commit: its transaction will not be in the map until `apply` (or, if it failed, nil).
+    func committing(_ transaction: Int?) {
+        lock.withLock { committing = transaction }
+    }
+
+    /// After a commit: what it changed, as of LMDB transaction `transaction`.
+    func apply(_ changes: [WriteLedger.Change], transaction: Int) {
+        let keys = self.keys
+        let digests = changes.map { RecordTag(keys.recordDigest(table: $0.table, key: $0.key)) }
+        lock.withLock {
+            for (digest, change) in zip(digests, changes) {
+                written[digest] = change.tag.map(RecordTag.init)
+            }
+            if applied != nil { applied = transaction }
+            committing = nil
+        }
+    }
+
+    /// Starts keeping the map, from a verification that read every record in LMDB transaction `transaction`.
+    func start(with records: [(table: String, key: [UInt8], tag: [UInt8])], transaction: Int) {
+        let keys = self.keys
+        var map: [RecordTag: RecordTag] = [:]
+        map.reserveCapacity(records.count)
+        for record in records {
+            map[RecordTag(keys.recordDigest(table: record.table, key: record.key))] = RecordTag(record.tag)
+        }
+        lock.withLock {
+            written = map
+            applied = transaction
+        }
+    }
+
+    /// Records held in the map.
+    var count: Int { lock.withLock { written.count } }
+
+    /// A key as it may appear in a message: keys hold only validated names, ids and numbers.
+    static func name(_ key: [UInt8]) -> String {
+        if key.count == 8, key.contains(where: { $0 < 0x20 || $0 > 0x7e }) {
+            return "#\(key.reduce(UInt64(0)) { $0 << 8 | UInt64($1) })"
+        }
+        return String(decoding: key.map { $0 == 0 ? UInt8(ascii: " ") : $0 }, as: UTF8.self)
+    }
+}
+
+extension KeyRing {
+    static func bigEndian32(_ value: UInt32) -> [UInt8] {
+        [
+            UInt8(value >> 24), UInt8(truncatingIfNeeded: value >> 16), UInt8(truncatingIfNeeded: value >> 8),
+            UInt8(truncatingIfNeeded: value),
+        ]
+    }
+}
