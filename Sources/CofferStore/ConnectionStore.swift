@@ -105,7 +105,11 @@ public final class ConnectionStore: Sendable {
     /// Opens an existing store: refuses it when `keys` come from another master key or its format is unknown,
     /// migrates a store of format 1, and verifies every record, the summary and the audit chain (DATA_LOSS
     /// naming what failed).
-    public static func open(_ configuration: StoreConfiguration, keys: KeyRing) throws(CofferError) -> ConnectionStore {
+    public static func open(
+        _ configuration: StoreConfiguration,
+        keys: KeyRing,
+        verifying: Bool = true
+    ) throws(CofferError) -> ConnectionStore {
         let store = try ConnectionStore(configuration: configuration, keys: keys)
         let directory = configuration.directory
         do throws(CofferError) {
@@ -119,6 +123,12 @@ public final class ConnectionStore: Sendable {
                 )
             case .format1(let old)?:
                 try store.checkKey(old, keys: keys)
+                guard verifying else {
+                    throw CofferError(
+                        .failedPrecondition,
+                        "the store in \(directory) has format 1, which predates its authentication; cofferd serve migrates it"
+                    )
+                }
                 record = try FormatMigration(store: store).migrate(from: old)
             case .format2(let current)?:
                 try store.checkKey(current, keys: keys)
@@ -126,12 +136,20 @@ public final class ConnectionStore: Sendable {
             }
             store.authority.keys = record.keyRing(from: keys)
             store.metadata.withLock { $0 = record }
-            try StoreVerifier(store: store).verify()
+            if verifying { try StoreVerifier(store: store).verify() }
         } catch {
             store.close()
             throw error
         }
         return store
+    }
+
+    /// Every problem a full verification finds: records that fail their tags, tables that do not match the
+    /// summary, a broken audit chain, an altered journal. Each names the record or table, never a value.
+    public func verificationProblems() throws(CofferError) -> [CofferError] {
+        var problems = try StoreVerifier(store: self).problems()
+        problems += AuditJournal.problems(in: configuration.directory, keys: keys)
+        return problems
     }
 
     private func checkKey(_ record: Coffer_Storage_V1_Metadata, keys: KeyRing) throws(CofferError) {

@@ -12,7 +12,7 @@ struct Cofferd: AsyncParsableCommand {
         commandName: "cofferd",
         abstract: "The Coffer secrets daemon: sealed connection values for workflow steps.",
         discussion: ErrorReporter.exitStatusHelp,
-        subcommands: [Init.self, Status.self, Serve.self]
+        subcommands: [Init.self, Status.self, Verify.self, Serve.self]
     )
 
     static let reporter = ErrorReporter(tool: "cofferd")
@@ -95,6 +95,40 @@ extension Cofferd {
                 print("map: \(status.usedBytes >> 10) KiB used of \(status.mapSize >> 20) MiB")
                 print(
                     "secret memory locked: \(SecureMemory.canLock() ? "yes" : "no (raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)")"
+                )
+            }
+        }
+    }
+}
+
+extension Cofferd {
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check every record, the store's summary, the audit chain and the journal; name what fails.",
+            discussion:
+                "Never prints a value. Exits 0 when everything verifies and 10 (data loss) when something does not. It may run while cofferd serves."
+        )
+
+        @OptionGroup var data: DataOptions
+
+        func run() throws {
+            try Cofferd.reporter.run {
+                let store = try DataDirectory(data.dataDirectory)
+                    .open(keyFile: data.keyFile, configuration: data.storeConfiguration, verifying: false)
+                defer { store.close() }
+                let problems = try store.verificationProblems()
+                for problem in problems {
+                    FileHandle.standardError.write(Data("cofferd: verify: \(problem.message)\n".utf8))
+                }
+                guard problems.isEmpty else {
+                    throw CofferError(
+                        .dataLoss,
+                        "\(problems.count) problem\(problems.count == 1 ? "" : "s") in \(data.dataDirectory)"
+                    )
+                }
+                let status = try store.status()
+                print(
+                    "verified \(data.dataDirectory): \(status.connections) connections, \(status.grants) grants, \(status.tokens) tokens, \(status.auditRecords) audit records"
                 )
             }
         }

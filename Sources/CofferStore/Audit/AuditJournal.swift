@@ -64,6 +64,21 @@ public final class AuditJournal: @unchecked Sendable {
         return (journal, recovery)
     }
 
+    /// What is wrong with the journal files in `directory`, read without changing them.
+    static func problems(in directory: String, keys: KeyRing) -> [CofferError] {
+        var problems: [CofferError] = []
+        for name in fileNames {
+            let path = (directory as NSString).appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: path) else { continue }
+            do throws(CofferError) {
+                _ = try JournalFile(path: path).readAll(keys: keys)
+            } catch {
+                problems.append(error)
+            }
+        }
+        return problems
+    }
+
     /// What recovery found at start.
     public struct Recovery: Sendable {
         /// Records folded into the store.
