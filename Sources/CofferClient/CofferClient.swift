@@ -136,6 +136,34 @@ public struct CofferAdminClient: Sendable {
         try socket.health()
     }
 
+    /// Makes a new key generation active; returns it. Values are re-encrypted to it in the background.
+    @discardableResult
+    public func rotateKey() throws(CofferError) -> KeyGenerationInfo {
+        try socket.perform(.rotateKey(Coffer_V1_RotateKeyRequest())) { r throws(CofferError) in
+            guard case .rotateKey(let v) = r else { throw unexpected() }
+            return try KeyGenerationInfo(v.generation)
+        }
+    }
+
+    /// Every key generation, what depends on each, and the re-encryption's progress.
+    public func keyStatus() throws(CofferError) -> KeyStatus {
+        try socket.perform(.keyStatus(Coffer_V1_KeyStatusRequest())) { r throws(CofferError) in
+            guard case .keyStatus(let v) = r else { throw unexpected() }
+            return try KeyStatus(v)
+        }
+    }
+
+    /// Retires a key generation that nothing depends on any more.
+    @discardableResult
+    public func retireKey(_ generation: UInt32) throws(CofferError) -> KeyGenerationInfo {
+        var request = Coffer_V1_RetireKeyRequest()
+        request.generation = generation
+        return try socket.perform(.retireKey(request)) { r throws(CofferError) in
+            guard case .retireKey(let v) = r else { throw unexpected() }
+            return try KeyGenerationInfo(v.generation)
+        }
+    }
+
     private func seal(_ values: [FieldName: SecretBytes]) throws(CofferError) -> (String, [Coffer_V1_SealedField]) {
         let (key, id) = try publicKey()
         var fields: [Coffer_V1_SealedField] = []

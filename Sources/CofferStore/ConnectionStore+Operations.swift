@@ -6,9 +6,10 @@ import Foundation
 // the server groups its writes in the commit queue instead.
 
 extension ConnectionStore {
-    /// Opens sealed fields with this store's keys and limits.
+    /// Opens sealed fields with this store's keys and limits: sealed to the active key, or to one superseded
+    /// within the grace period.
     public func open(_ fields: SealedFields) throws(CofferError) -> OpenedFields {
-        try fields.open(with: keys, limits: configuration.limits)
+        try fields.open(with: keys, limits: configuration.limits, accepting: acceptsSealed)
     }
 
     /// Creates a connection; ALREADY_EXISTS if it exists.

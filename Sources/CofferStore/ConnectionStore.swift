@@ -173,18 +173,34 @@ public final class ConnectionStore: Sendable {
     /// when a write committed while it read.
     public func read<R>(_ body: (StoreReader) throws -> R) throws(CofferError) -> R {
         for _ in 0..<32 {
+            var snapshot = 0
             do {
                 return try env.read { txn in
                     txn.authority = authority
+                    snapshot = txn.snapshot
                     return try body(StoreReader(store: self, txn: txn))
                 }
-            } catch is StaleSnapshot {
-                continue
             } catch {
+                if mustRetry(error, snapshot: snapshot) { continue }
                 throw failure(error)
             }
         }
         throw CofferError(.unavailable, "the store is changing faster than it can be read; try again")
+    }
+
+    /// Whether `error`, thrown by a read in `reader`, is its snapshot's and not the store's: the read must be
+    /// rethrown out of `read`'s closure, which then runs again on a fresh snapshot. A closure that catches what
+    /// its reads throw (to answer each of several requests) asks this first.
+    public func mustRetry(_ error: any Error, in reader: StoreReader) -> Bool {
+        mustRetry(error, snapshot: reader.txn.snapshot)
+    }
+
+    /// Only integrity failures can be a snapshot's: one older than cofferd's last commit may hold a record
+    /// under a key generation retired since.
+    private func mustRetry(_ error: any Error, snapshot: Int) -> Bool {
+        if error is StaleSnapshot { return true }
+        let integrity = error is RecordFailure || (error as? CofferError)?.code == .dataLoss
+        return integrity && authority.isStale(snapshot)
     }
 
     /// Runs `body` in one write transaction, which commits (with the metadata record updated) and syncs when it
@@ -207,7 +223,16 @@ public final class ConnectionStore: Sendable {
                     authority.committing(txn.snapshot + 1)
                     return (result, txn.snapshot + 1)
                 }
-                metadata.withLock { $0 = updated }
+                let previous = metadata.withLock { current in
+                    defer { current = updated }
+                    return current
+                }
+                if previous.generations != updated.generations || previous.activeGeneration != updated.activeGeneration
+                {
+                    // After the commit: a generation added is in the ring before anything is written under it,
+                    // and one retired leaves it only once nothing committed uses it.
+                    authority.keys = updated.keyRing(from: authority.keys)
+                }
                 authority.apply(ledger.changes, transaction: transaction)
                 if usingReserve, env.mapSize > configuration.mapSize {
                     // Back to the limit, which LMDB raises to what the file now holds: other writes get no

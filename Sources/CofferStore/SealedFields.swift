@@ -7,9 +7,14 @@ public struct SealedFields: Sendable {
 
     public init(_ values: [FieldName: SealedValue]) { self.values = values }
 
-    /// Checks the shape and sizes against `limits`, then opens every value. Runs outside any transaction:
-    /// opening a sealed box is the costly part of a write.
-    public func open(with keys: KeyRing, limits: StoreLimits) throws(CofferError) -> OpenedFields {
+    /// Checks the shape and sizes against `limits`, then opens every value: sealed to the active generation's
+    /// key, or to an earlier one that `accepting` still takes. Runs outside any transaction: opening a sealed
+    /// box is the costly part of a write.
+    public func open(
+        with keys: KeyRing,
+        limits: StoreLimits,
+        accepting: (KeyGeneration) -> Bool = { _ in false }
+    ) throws(CofferError) -> OpenedFields {
         guard !values.isEmpty else {
             throw CofferError(.invalidArgument, "a connection needs at least one field")
         }
@@ -38,7 +43,7 @@ public struct SealedFields: Sendable {
         }
         var opened: [(FieldName, SecretBytes)] = []
         for (name, sealed) in values.sorted(by: { $0.key < $1.key }) {
-            opened.append((name, try keys.open(sealed, field: name)))
+            opened.append((name, try keys.open(sealed, field: name, accepting: accepting)))
         }
         return OpenedFields(values: opened)
     }

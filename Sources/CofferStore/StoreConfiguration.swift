@@ -18,10 +18,14 @@ public struct StoreConfiguration: Sendable {
     }
     /// Bounds on what one connection and one token may be.
     public var limits: StoreLimits
+    /// After a rotation, values sealed to the superseded generation's public key are still taken for this
+    /// long, so that a client that fetched the key just before is not refused.
+    public var sealedKeyGrace: Duration
     /// The source of the current time; tests move it to expire tokens.
     public var clock: @Sendable () -> Date
 
     public static let defaultMapSize = 1 << 30
+    public static let defaultSealedKeyGrace = Duration.seconds(24 * 3600)
     static let defaultInitialMapSize = 64 << 20
     static let minimumReserve = 1 << 20
 
@@ -29,11 +33,13 @@ public struct StoreConfiguration: Sendable {
         directory: String,
         mapSize: Int = StoreConfiguration.defaultMapSize,
         limits: StoreLimits = StoreLimits(),
+        sealedKeyGrace: Duration = StoreConfiguration.defaultSealedKeyGrace,
         clock: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.directory = directory
         self.mapSize = mapSize
         self.limits = limits
+        self.sealedKeyGrace = sealedKeyGrace
         self.clock = clock
     }
 }

@@ -57,6 +57,9 @@ extension Coffer_V1_Request.OneOf_Operation {
         case .revokeToken: .revokeToken
         case .audit: .audit
         case .health: .health
+        case .rotateKey: .rotateKey
+        case .keyStatus: .keyStatus
+        case .retireKey: .retireKey
         }
     }
 }
@@ -230,5 +233,69 @@ extension HealthReport {
             throw CofferError(.internal, "cofferd sent a malformed key id")
         }
         self.init(serving: wire.status == "serving", keyID: keyID, reason: wire.reason.isEmpty ? nil : wire.reason)
+    }
+}
+
+// MARK: Key generations
+
+extension Coffer_V1_KeyGeneration {
+    public init(_ info: KeyGenerationInfo) {
+        self.init()
+        number = info.number
+        keyID = info.keyID.hex
+        state = info.state.rawValue
+        createdUnixMs = info.created.unixMillis
+        supersededUnixMs = info.superseded?.unixMillis ?? 0
+        retiredUnixMs = info.retired?.unixMillis ?? 0
+        sealedWritesUntilUnixMs = info.sealedWritesUntil?.unixMillis ?? 0
+        fields = UInt64(info.fields)
+        records = UInt64(info.records)
+        liveTokens = UInt64(info.liveTokens)
+    }
+}
+
+extension KeyGenerationInfo {
+    public init(_ wire: Coffer_V1_KeyGeneration) throws(CofferError) {
+        guard let keyID = KeyID(hex: wire.keyID), let state = State(rawValue: wire.state) else {
+            throw CofferError(.internal, "cofferd sent a malformed key generation")
+        }
+        func date(_ millis: Int64) -> Date? { millis == 0 ? nil : Date(unixMillis: millis) }
+        self.init(
+            number: wire.number,
+            keyID: keyID,
+            state: state,
+            created: Date(unixMillis: wire.createdUnixMs),
+            superseded: date(wire.supersededUnixMs),
+            retired: date(wire.retiredUnixMs),
+            sealedWritesUntil: date(wire.sealedWritesUntilUnixMs),
+            fields: Int(clamping: wire.fields),
+            records: Int(clamping: wire.records),
+            liveTokens: Int(clamping: wire.liveTokens)
+        )
+    }
+}
+
+extension Coffer_V1_KeyStatusResponse {
+    public init(_ status: KeyStatus) {
+        self.init()
+        generations = status.generations.map(Coffer_V1_KeyGeneration.init)
+        reencryption.done = status.reencryption.done
+        reencryption.recordsCurrent = UInt64(status.reencryption.recordsCurrent)
+        reencryption.recordsTotal = UInt64(status.reencryption.recordsTotal)
+    }
+}
+
+extension KeyStatus {
+    public init(_ wire: Coffer_V1_KeyStatusResponse) throws(CofferError) {
+        var generations: [KeyGenerationInfo] = []
+        for generation in wire.generations { generations.append(try KeyGenerationInfo(generation)) }
+        self.init(
+            generations: generations,
+            reencryption: ReencryptionProgress(
+                done: wire.reencryption.done,
+                recordsCurrent: Int(clamping: wire.reencryption.recordsCurrent),
+                recordsTotal: Int(clamping: wire.reencryption.recordsTotal)
+            )
+        )
     }
 }

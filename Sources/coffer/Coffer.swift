@@ -18,7 +18,7 @@ struct Coffer: ParsableCommand {
             """,
         subcommands: [
             Put.self, Overwrite.self, Delete.self, List.self, Grant.self, Revoke.self, Token.self, Audit.self,
-            Health.self, Get.self,
+            Health.self, Get.self, Key.self,
         ]
     )
 
@@ -331,6 +331,69 @@ extension Coffer {
         }
     }
 
+    struct Key: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rotate the key values are sealed and stored under; see what each key generation still holds.",
+            subcommands: [Rotate.self, Status.self, Retire.self]
+        )
+
+        struct Rotate: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Make a new key generation active.",
+                discussion:
+                    "The new public key is what clients seal to from now on; values sealed to the previous key are taken for cofferd's grace period (--sealed-key-grace). cofferd re-encrypts every stored value to the new generation in the background: follow it with coffer key status."
+            )
+
+            @OptionGroup var sockets: SocketOptions
+
+            func run() throws {
+                try reporting {
+                    let generation = try sockets.admin().rotateKey()
+                    print("key generation \(generation.number) is active: key id \(generation.keyID)")
+                }
+            }
+        }
+
+        struct Status: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Every key generation, what depends on it, and the re-encryption's progress."
+            )
+
+            @Flag(help: "Print JSON.") var json = false
+            @OptionGroup var sockets: SocketOptions
+
+            func run() throws {
+                try reporting {
+                    let status = try sockets.admin().keyStatus()
+                    if json {
+                        printJSON(status.json)
+                    } else {
+                        printTable(status.rows)
+                        print(status.progressLine)
+                    }
+                }
+            }
+        }
+
+        struct Retire: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Retire a key generation that nothing depends on any more.",
+                discussion:
+                    "Refused while it is active, within its grace period, or while stored values, records or live tokens depend on it."
+            )
+
+            @Argument(help: "The generation's number (coffer key status).") var generation: UInt32
+            @OptionGroup var sockets: SocketOptions
+
+            func run() throws {
+                try reporting {
+                    let retired = try sockets.admin().retireKey(generation)
+                    print("key generation \(retired.number) (key id \(retired.keyID)) is retired")
+                }
+            }
+        }
+    }
+
     struct Health: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Check that cofferd is serving on both sockets.")
 
@@ -411,27 +474,4 @@ extension Coffer {
 /// Runs a command body, reporting a Coffer error in the command lines' one voice.
 func reporting(_ body: () throws -> Void) throws {
     try Coffer.reporter.run(body)
-}
-
-func dash(_ text: String?) -> String { text.map { $0.isEmpty ? "-" : $0 } ?? "-" }
-
-func printJSON(_ value: Any) {
-    let data =
-        (try? JSONSerialization.data(
-            withJSONObject: value,
-            options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        )) ?? Data("null".utf8)
-    FileHandle.standardOutput.write(data + Data("\n".utf8))
-}
-
-func printTable(_ rows: [[String]]) {
-    guard let header = rows.first else { return }
-    var widths = header.map(\.count)
-    for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
-    for row in rows {
-        let line = row.enumerated().map { i, cell in
-            i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
-        }.joined(separator: "  ")
-        print(line)
-    }
 }

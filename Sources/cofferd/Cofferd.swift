@@ -93,6 +93,10 @@ extension Cofferd {
                     "audit records: \(status.auditRecords) (records of the last second of a serving cofferd may still be in its journal)"
                 )
                 print("map: \(status.usedBytes >> 10) KiB used of \(status.mapSize >> 20) MiB")
+                let keyStatus = try store.keyStatus()
+                print("key generations:")
+                printTable(keyStatus.rows)
+                print(keyStatus.progressLine)
                 print(
                     "secret memory locked: \(SecureMemory.canLock() ? "yes" : "no (raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK)")"
                 )

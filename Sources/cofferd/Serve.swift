@@ -105,6 +105,12 @@ extension Cofferd {
         )
         var shutdownGrace: Int = Int(defaults.shutdownGrace.wholeSeconds)
 
+        @Option(
+            name: .customLong("sealed-key-grace"),
+            help: "After a key rotation, take values sealed to the previous key for this many seconds."
+        )
+        var sealedKeyGrace: Int = Int(StoreConfiguration.defaultSealedKeyGrace.wholeSeconds)
+
         @Option(name: .customLong("event-loops"), help: "Threads that serve clients.")
         var eventLoops: Int = defaults.eventLoops
 
@@ -131,6 +137,7 @@ extension Cofferd {
                 throw ValidationError("--\(name) must be at least 1")
             }
             guard shutdownGrace >= 0 else { throw ValidationError("--shutdown-grace must not be negative") }
+            guard sealedKeyGrace >= 0 else { throw ValidationError("--sealed-key-grace must not be negative") }
             guard Logger.Level(rawValue: logLevel) != nil else {
                 throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
             }
@@ -154,12 +161,12 @@ extension Cofferd {
                 let directory = DataDirectory(data.dataDirectory)
                 // Without a store, initialise one; initialize refuses to replace a key left there.
                 if initIfMissing, !directory.holdsStore {
-                    try directory.initialize(keyFile: data.keyFile, configuration: data.storeConfiguration).close()
+                    try directory.initialize(keyFile: data.keyFile, configuration: storeConfiguration).close()
                     logger.notice("initialised a new store", metadata: ["data_dir": "\(data.dataDirectory)"])
                 }
                 let lock = try directory.lock()
                 defer { withExtendedLifetime(lock) {} }
-                let store = try directory.open(keyFile: data.keyFile, configuration: data.storeConfiguration)
+                let store = try directory.open(keyFile: data.keyFile, configuration: storeConfiguration)
                 defer { store.close() }
                 if !SecureMemory.canLock() {
                     logger.warning(
@@ -194,6 +201,7 @@ extension Cofferd {
                 StoreService(store: store, commits: commits, logger: logger),
                 AuditWriterService(commits: commits, logger: logger),
                 TokenJanitor(commits: commits, retention: configuration.tokenRetention, logger: logger),
+                ReencryptionService(commits: commits, logger: logger),
                 CofferServer(
                     configuration: configuration,
                     store: store,
@@ -209,6 +217,12 @@ extension Cofferd {
                 logger: logger
             )
             try await group.run()
+        }
+
+        private var storeConfiguration: StoreConfiguration {
+            var configuration = data.storeConfiguration
+            configuration.sealedKeyGrace = .seconds(sealedKeyGrace)
+            return configuration
         }
 
         private func serverConfiguration() throws(CofferError) -> ServerConfiguration {

@@ -33,6 +33,9 @@ public enum CofferOperation: String, CaseIterable, Sendable {
     case revokeToken = "RevokeToken"
     case audit = "Audit"
     case health = "Health"
+    case rotateKey = "RotateKey"
+    case keyStatus = "KeyStatus"
+    case retireKey = "RetireKey"
 
     /// What the request path needs to know about one operation.
     public struct Traits: Sendable {
@@ -53,9 +56,9 @@ public enum CofferOperation: String, CaseIterable, Sendable {
             Traits(sockets: [.worker], mutates: false, usesReserve: false, audit: .beforeAnswer)
         case .health:
             Traits(sockets: [.admin, .worker], mutates: false, usesReserve: false, audit: .none)
-        case .getPublicKey, .list, .audit:
+        case .getPublicKey, .list, .audit, .keyStatus:
             Traits(sockets: [.admin], mutates: false, usesReserve: false, audit: .beforeAnswer)
-        case .put, .overwrite, .grant, .issueToken:
+        case .put, .overwrite, .grant, .issueToken, .rotateKey, .retireKey:
             Traits(sockets: [.admin], mutates: true, usesReserve: false, audit: .withMutation)
         case .delete, .revoke, .revokeToken:
             Traits(sockets: [.admin], mutates: true, usesReserve: true, audit: .withMutation)

@@ -59,10 +59,10 @@ final class RequestPipeline: Sendable {
         self.clock = clock
         denials = DenialAggregator(journal: journal, interval: configuration.denialAggregationInterval)
         handlers = HandlerTable([
-            GetPublicKeyHandler(keys: store.keys), PutHandler(store: store), OverwriteHandler(store: store),
+            GetPublicKeyHandler(store: store), PutHandler(store: store), OverwriteHandler(store: store),
             DeleteHandler(), GetHandler(), ListHandler(), GrantHandler(), RevokeHandler(),
             IssueTokenHandler(defaultTTL: configuration.defaultTokenTTL), RevokeTokenHandler(), AuditHandler(),
-            HealthHandler(store: store),
+            HealthHandler(store: store), RotateKeyHandler(), KeyStatusHandler(), RetireKeyHandler(),
         ])
     }
 

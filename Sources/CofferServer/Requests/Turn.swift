@@ -82,7 +82,9 @@ final class Turn {
             try pipeline.store.read { reader in
                 while served < planned.count, answerBytes < limit, case .success(.read(let read)) = planned[served].plan
                 {
-                    performRead(served, read, reader)
+                    // A read of a stale snapshot throws out of the transaction; `read` runs this again on a
+                    // fresh one, from the same request.
+                    try performRead(served, read, reader)
                     served += 1
                 }
             }
@@ -136,13 +138,14 @@ final class Turn {
         _ index: Int,
         _ read: @Sendable (StoreReader, inout AuditEvent) throws -> OperationResult,
         _ reader: StoreReader
-    ) {
+    ) throws {
         var event = planned[index].context.event
         do {
             let result = try read(reader, &event)
             planned[index].context.event = event
             succeed(index, result)
         } catch {
+            if pipeline.store.mustRetry(error, in: reader) { throw error }
             planned[index].context.event = event
             fail(index, pipeline.store.failure(error))
         }

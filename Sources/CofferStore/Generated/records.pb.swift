@@ -99,12 +99,18 @@ nonisolated struct Coffer_Storage_V1_KeyGenerationRecord: Sendable {
 
   var createdUnixMs: Int64 = 0
 
-  /// When a newer generation became active; 0 while this one is. Values sealed to it are taken until the grace
-  /// period after this has passed.
+  /// When a newer generation became active; 0 while this one is.
   var supersededUnixMs: Int64 = 0
 
   /// Set when it was retired: nothing is encrypted, tagged or hashed under it any more.
   var retiredUnixMs: Int64 = 0
+
+  /// The id of its public key (8 bytes), kept so that a retired generation is still named.
+  var keyID: Data = Data()
+
+  /// Set with superseded_unix_ms: values sealed to its public key are taken until then (cofferd's grace period
+  /// at the rotation).
+  var sealedWritesUntilUnixMs: Int64 = 0
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -386,7 +392,7 @@ nonisolated extension Coffer_Storage_V1_TableSummary: SwiftProtobuf.Message, Swi
 
 nonisolated extension Coffer_Storage_V1_KeyGenerationRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".KeyGenerationRecord"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}number\0\u{3}created_unix_ms\0\u{3}superseded_unix_ms\0\u{3}retired_unix_ms\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}number\0\u{3}created_unix_ms\0\u{3}superseded_unix_ms\0\u{3}retired_unix_ms\0\u{3}key_id\0\u{3}sealed_writes_until_unix_ms\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -398,6 +404,8 @@ nonisolated extension Coffer_Storage_V1_KeyGenerationRecord: SwiftProtobuf.Messa
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.supersededUnixMs) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.retiredUnixMs) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.keyID) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.sealedWritesUntilUnixMs) }()
       default: break
       }
     }
@@ -416,6 +424,12 @@ nonisolated extension Coffer_Storage_V1_KeyGenerationRecord: SwiftProtobuf.Messa
     if self.retiredUnixMs != 0 {
       try visitor.visitSingularInt64Field(value: self.retiredUnixMs, fieldNumber: 4)
     }
+    if !self.keyID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.keyID, fieldNumber: 5)
+    }
+    if self.sealedWritesUntilUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.sealedWritesUntilUnixMs, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -424,6 +438,8 @@ nonisolated extension Coffer_Storage_V1_KeyGenerationRecord: SwiftProtobuf.Messa
     if lhs.createdUnixMs != rhs.createdUnixMs {return false}
     if lhs.supersededUnixMs != rhs.supersededUnixMs {return false}
     if lhs.retiredUnixMs != rhs.retiredUnixMs {return false}
+    if lhs.keyID != rhs.keyID {return false}
+    if lhs.sealedWritesUntilUnixMs != rhs.sealedWritesUntilUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -74,6 +74,16 @@ final class RecordAuthority: @unchecked Sendable {
 
     /// The payload of a stored record, if its tag verifies under the generation it names.
     func open(table: String, key: [UInt8], stored: [UInt8]) throws(RecordFailure) -> (payload: [UInt8], tag: [UInt8]) {
+        let opened = try openWithGeneration(table: table, key: key, stored: stored)
+        return (opened.payload, opened.tag)
+    }
+
+    /// The same, with the number of the generation whose key tagged it.
+    func openWithGeneration(
+        table: String,
+        key: [UInt8],
+        stored: [UInt8]
+    ) throws(RecordFailure) -> (payload: [UInt8], tag: [UInt8], generation: UInt32) {
         let keys = self.keys
         guard stored.count >= Self.trailerLength else {
             throw RecordFailure(table: table, key: Self.name(key), reason: "is too short to be a record")
@@ -92,7 +102,7 @@ final class RecordAuthority: @unchecked Sendable {
         guard ConstantTime.equals(tag, expected) else {
             throw RecordFailure(table: table, key: Self.name(key), reason: "failed its integrity check")
         }
-        return (Array(stored[..<payloadEnd]), tag)
+        return (Array(stored[..<payloadEnd]), tag, number)
     }
 
     /// Checks a record read in snapshot `snapshot` against what cofferd last wrote; `tag` nil when the key
@@ -121,6 +131,11 @@ final class RecordAuthority: @unchecked Sendable {
                 throw RecordFailure(table: table, key: Self.name(key), reason: "is not the copy cofferd last wrote")
             }
         }
+    }
+
+    /// Whether a read in snapshot `snapshot` began before cofferd's latest commit was applied.
+    func isStale(_ snapshot: Int) -> Bool {
+        lock.withLock { applied.map { snapshot < $0 } ?? false }
     }
 
     /// Before a commit: its transaction will not be in the map until `apply` (or, if it failed, nil).

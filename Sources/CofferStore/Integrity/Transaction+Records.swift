@@ -44,6 +44,23 @@ extension Transaction {
         }
     }
 
+    /// The same, with the number of the generation that tagged each record; `from` the first key to visit
+    /// (empty: the first record).
+    func scanRecordsWithGeneration(
+        _ db: Database,
+        from start: [UInt8],
+        _ body: ([UInt8], [UInt8], UInt32) throws -> Bool
+    ) throws {
+        guard let authority else { throw CofferError(.internal, "a scan by generation needs authenticated records") }
+        let visit = { (key: [UInt8], stored: [UInt8]) throws -> Bool in
+            let (payload, tag, generation) = try authority.openWithGeneration(table: db.name, key: key, stored: stored)
+            try self.checkWritten(authority, db.name, key, tag)
+            return try body(key, payload, generation)
+        }
+        // LMDB refuses an empty key to seek to: from the start is a plain scan.
+        if start.isEmpty { try scan(db, visit) } else { try scan(db, from: start, visit) }
+    }
+
     private func existingTag(_ authority: RecordAuthority, _ db: Database, _ key: [UInt8]) throws -> [UInt8]? {
         guard let stored = try get(db, key) else {
             try checkWritten(authority, db.name, key, nil)

@@ -19,6 +19,8 @@ final class WriteLedger {
     private(set) var summaries: [String: [UInt8]] = [:]
     /// Where the audit chain stands after a fold in this transaction.
     var audit: AuditChain?
+    /// Changes to the metadata record's own fields (key generations, the re-encryption's cursor), in order.
+    private(set) var metadataEdits: [(inout Coffer_Storage_V1_Metadata) -> Void] = []
     /// The latest tag of each key changed here, for reads within the transaction.
     private var latest: [LedgerKey: [UInt8]?] = [:]
 
@@ -36,6 +38,18 @@ final class WriteLedger {
         counts[table, default: 0] += (new == nil ? 0 : 1) - (old == nil ? 0 : 1)
         changes.append(Change(table: table, key: key, tag: new))
         latest[LedgerKey(table: table, key: key)] = .some(new)
+    }
+
+    /// Changes the metadata record when the transaction commits.
+    func editMetadata(_ edit: @escaping (inout Coffer_Storage_V1_Metadata) -> Void) {
+        metadataEdits.append(edit)
+    }
+
+    /// `base` with the metadata edits of this transaction and those it is nested in.
+    func metadata(from base: Coffer_Storage_V1_Metadata) -> Coffer_Storage_V1_Metadata {
+        var record = parent?.metadata(from: base) ?? base
+        for edit in metadataEdits { edit(&record) }
+        return record
     }
 
     /// The ledger of the transaction this one is nested in.
@@ -60,5 +74,6 @@ final class WriteLedger {
         }
         latest.merge(child.latest) { _, new in new }
         if let chain = child.audit { audit = chain }
+        metadataEdits += child.metadataEdits
     }
 }

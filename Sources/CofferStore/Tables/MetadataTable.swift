@@ -60,6 +60,7 @@ struct MetadataTable {
         var generation = Coffer_Storage_V1_KeyGenerationRecord()
         generation.number = 1
         generation.createdUnixMs = now.unixMillis
+        generation.keyID = Data(keys.generations[1]?.keyID.bytes ?? keys.keyID.bytes)
         record.generations = [generation]
         record.activeGeneration = 1
         record.summaries = AuthenticatedTable.allCases.map { table in
@@ -106,6 +107,7 @@ extension Coffer_Storage_V1_Metadata {
             }
         }
         if let chain = ledger.audit { audit = chain }
+        for edit in ledger.metadataEdits { edit(&self) }
         writeGeneration += 1
     }
 

@@ -256,6 +256,30 @@ public nonisolated struct Coffer_V1_Request: Sendable {
     set {operation = .health(newValue)}
   }
 
+  public var rotateKey: Coffer_V1_RotateKeyRequest {
+    get {
+      if case .rotateKey(let v)? = operation {return v}
+      return Coffer_V1_RotateKeyRequest()
+    }
+    set {operation = .rotateKey(newValue)}
+  }
+
+  public var keyStatus: Coffer_V1_KeyStatusRequest {
+    get {
+      if case .keyStatus(let v)? = operation {return v}
+      return Coffer_V1_KeyStatusRequest()
+    }
+    set {operation = .keyStatus(newValue)}
+  }
+
+  public var retireKey: Coffer_V1_RetireKeyRequest {
+    get {
+      if case .retireKey(let v)? = operation {return v}
+      return Coffer_V1_RetireKeyRequest()
+    }
+    set {operation = .retireKey(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Operation: Equatable, Sendable {
@@ -271,6 +295,9 @@ public nonisolated struct Coffer_V1_Request: Sendable {
     case revokeToken(Coffer_V1_RevokeTokenRequest)
     case audit(Coffer_V1_AuditRequest)
     case health(Coffer_V1_HealthRequest)
+    case rotateKey(Coffer_V1_RotateKeyRequest)
+    case keyStatus(Coffer_V1_KeyStatusRequest)
+    case retireKey(Coffer_V1_RetireKeyRequest)
 
   }
 
@@ -392,6 +419,30 @@ public nonisolated struct Coffer_V1_Response: Sendable {
     set {result = .health(newValue)}
   }
 
+  public var rotateKey: Coffer_V1_RotateKeyResponse {
+    get {
+      if case .rotateKey(let v)? = result {return v}
+      return Coffer_V1_RotateKeyResponse()
+    }
+    set {result = .rotateKey(newValue)}
+  }
+
+  public var keyStatus: Coffer_V1_KeyStatusResponse {
+    get {
+      if case .keyStatus(let v)? = result {return v}
+      return Coffer_V1_KeyStatusResponse()
+    }
+    set {result = .keyStatus(newValue)}
+  }
+
+  public var retireKey: Coffer_V1_RetireKeyResponse {
+    get {
+      if case .retireKey(let v)? = result {return v}
+      return Coffer_V1_RetireKeyResponse()
+    }
+    set {result = .retireKey(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// Set only when status.code is OK.
@@ -408,6 +459,9 @@ public nonisolated struct Coffer_V1_Response: Sendable {
     case revokeToken(Coffer_V1_RevokeTokenResponse)
     case audit(Coffer_V1_AuditResponse)
     case health(Coffer_V1_HealthResponse)
+    case rotateKey(Coffer_V1_RotateKeyResponse)
+    case keyStatus(Coffer_V1_KeyStatusResponse)
+    case retireKey(Coffer_V1_RetireKeyResponse)
 
   }
 
@@ -864,6 +918,162 @@ public nonisolated struct Coffer_V1_HealthResponse: Sendable {
   public init() {}
 }
 
+public nonisolated struct Coffer_V1_RotateKeyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coffer_V1_RotateKeyResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The new active generation.
+  public var generation: Coffer_V1_KeyGeneration {
+    get {_generation ?? Coffer_V1_KeyGeneration()}
+    set {_generation = newValue}
+  }
+  /// Returns true if `generation` has been explicitly set.
+  public var hasGeneration: Bool {self._generation != nil}
+  /// Clears the value of `generation`. Subsequent reads from it will return its default value.
+  public mutating func clearGeneration() {self._generation = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _generation: Coffer_V1_KeyGeneration? = nil
+}
+
+public nonisolated struct Coffer_V1_KeyStatusRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coffer_V1_KeyStatusResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Oldest first; retired generations included.
+  public var generations: [Coffer_V1_KeyGeneration] = []
+
+  public var reencryption: Coffer_V1_ReencryptionProgress {
+    get {_reencryption ?? Coffer_V1_ReencryptionProgress()}
+    set {_reencryption = newValue}
+  }
+  /// Returns true if `reencryption` has been explicitly set.
+  public var hasReencryption: Bool {self._reencryption != nil}
+  /// Clears the value of `reencryption`. Subsequent reads from it will return its default value.
+  public mutating func clearReencryption() {self._reencryption = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _reencryption: Coffer_V1_ReencryptionProgress? = nil
+}
+
+public nonisolated struct Coffer_V1_KeyGeneration: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1 for the store's first; one more with every rotation.
+  public var number: UInt32 = 0
+
+  /// 16 hex digits: the id of its public key.
+  public var keyID: String = String()
+
+  /// "active" (new writes use it), "decrypt-only" (superseded; what it encrypts is being re-encrypted) or
+  /// "retired" (its keys are no longer derived).
+  public var state: String = String()
+
+  public var createdUnixMs: Int64 = 0
+
+  /// When a newer generation became active; 0 while it is active.
+  public var supersededUnixMs: Int64 = 0
+
+  public var retiredUnixMs: Int64 = 0
+
+  /// Values sealed to its public key are taken until then; 0 when it is active or the time has passed.
+  public var sealedWritesUntilUnixMs: Int64 = 0
+
+  /// Stored fields encrypted under it.
+  public var fields: UInt64 = 0
+
+  /// Stored records (connections, grants, tokens, audit records waiting for the chain) tagged under it.
+  public var records: UInt64 = 0
+
+  /// Unexpired, unrevoked tokens hashed under its token key: they stop working if it is retired.
+  public var liveTokens: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coffer_V1_ReencryptionProgress: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// True when every record is under the active generation.
+  public var done: Bool = false
+
+  /// Records whose tag and fields are all under the active generation, of all records.
+  public var recordsCurrent: UInt64 = 0
+
+  public var recordsTotal: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coffer_V1_RetireKeyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var generation: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coffer_V1_RetireKeyResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var generation: Coffer_V1_KeyGeneration {
+    get {_generation ?? Coffer_V1_KeyGeneration()}
+    set {_generation = newValue}
+  }
+  /// Returns true if `generation` has been explicitly set.
+  public var hasGeneration: Bool {self._generation != nil}
+  /// Clears the value of `generation`. Subsequent reads from it will return its default value.
+  public mutating func clearGeneration() {self._generation = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _generation: Coffer_V1_KeyGeneration? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "coffer.v1"
@@ -909,7 +1119,7 @@ nonisolated extension Coffer_V1_Status: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Coffer_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{4}\u{9}get_public_key\0\u{1}put\0\u{1}overwrite\0\u{1}delete\0\u{1}get\0\u{1}list\0\u{1}grant\0\u{1}revoke\0\u{3}issue_token\0\u{3}revoke_token\0\u{1}audit\0\u{1}health\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{4}\u{9}get_public_key\0\u{1}put\0\u{1}overwrite\0\u{1}delete\0\u{1}get\0\u{1}list\0\u{1}grant\0\u{1}revoke\0\u{3}issue_token\0\u{3}revoke_token\0\u{1}audit\0\u{1}health\0\u{3}rotate_key\0\u{3}key_status\0\u{3}retire_key\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1074,6 +1284,45 @@ nonisolated extension Coffer_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._M
           self.operation = .health(v)
         }
       }()
+      case 22: try {
+        var v: Coffer_V1_RotateKeyRequest?
+        var hadOneofValue = false
+        if let current = self.operation {
+          hadOneofValue = true
+          if case .rotateKey(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.operation = .rotateKey(v)
+        }
+      }()
+      case 23: try {
+        var v: Coffer_V1_KeyStatusRequest?
+        var hadOneofValue = false
+        if let current = self.operation {
+          hadOneofValue = true
+          if case .keyStatus(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.operation = .keyStatus(v)
+        }
+      }()
+      case 24: try {
+        var v: Coffer_V1_RetireKeyRequest?
+        var hadOneofValue = false
+        if let current = self.operation {
+          hadOneofValue = true
+          if case .retireKey(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.operation = .retireKey(v)
+        }
+      }()
       default: break
       }
     }
@@ -1136,6 +1385,18 @@ nonisolated extension Coffer_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._M
       guard case .health(let v)? = self.operation else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
     }()
+    case .rotateKey?: try {
+      guard case .rotateKey(let v)? = self.operation else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+    }()
+    case .keyStatus?: try {
+      guard case .keyStatus(let v)? = self.operation else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+    }()
+    case .retireKey?: try {
+      guard case .retireKey(let v)? = self.operation else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1151,7 +1412,7 @@ nonisolated extension Coffer_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Coffer_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}status\0\u{4}\u{8}get_public_key\0\u{1}put\0\u{1}overwrite\0\u{1}delete\0\u{1}get\0\u{1}list\0\u{1}grant\0\u{1}revoke\0\u{3}issue_token\0\u{3}revoke_token\0\u{1}audit\0\u{1}health\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}status\0\u{4}\u{8}get_public_key\0\u{1}put\0\u{1}overwrite\0\u{1}delete\0\u{1}get\0\u{1}list\0\u{1}grant\0\u{1}revoke\0\u{3}issue_token\0\u{3}revoke_token\0\u{1}audit\0\u{1}health\0\u{3}rotate_key\0\u{3}key_status\0\u{3}retire_key\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1317,6 +1578,45 @@ nonisolated extension Coffer_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._
           self.result = .health(v)
         }
       }()
+      case 22: try {
+        var v: Coffer_V1_RotateKeyResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .rotateKey(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .rotateKey(v)
+        }
+      }()
+      case 23: try {
+        var v: Coffer_V1_KeyStatusResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .keyStatus(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .keyStatus(v)
+        }
+      }()
+      case 24: try {
+        var v: Coffer_V1_RetireKeyResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .retireKey(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .retireKey(v)
+        }
+      }()
       default: break
       }
     }
@@ -1381,6 +1681,18 @@ nonisolated extension Coffer_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._
     case .health?: try {
       guard case .health(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+    }()
+    case .rotateKey?: try {
+      guard case .rotateKey(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+    }()
+    case .keyStatus?: try {
+      guard case .keyStatus(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+    }()
+    case .retireKey?: try {
+      guard case .retireKey(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
     }()
     case nil: break
     }
@@ -2379,6 +2691,296 @@ nonisolated extension Coffer_V1_HealthResponse: SwiftProtobuf.Message, SwiftProt
     if lhs.status != rhs.status {return false}
     if lhs.keyID != rhs.keyID {return false}
     if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_RotateKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RotateKeyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_RotateKeyRequest, rhs: Coffer_V1_RotateKeyRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_RotateKeyResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RotateKeyResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._generation) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._generation {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_RotateKeyResponse, rhs: Coffer_V1_RotateKeyResponse) -> Bool {
+    if lhs._generation != rhs._generation {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_KeyStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KeyStatusRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_KeyStatusRequest, rhs: Coffer_V1_KeyStatusRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_KeyStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KeyStatusResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generations\0\u{1}reencryption\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.generations) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._reencryption) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.generations.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.generations, fieldNumber: 1)
+    }
+    try { if let v = self._reencryption {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_KeyStatusResponse, rhs: Coffer_V1_KeyStatusResponse) -> Bool {
+    if lhs.generations != rhs.generations {return false}
+    if lhs._reencryption != rhs._reencryption {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_KeyGeneration: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KeyGeneration"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}number\0\u{3}key_id\0\u{1}state\0\u{3}created_unix_ms\0\u{3}superseded_unix_ms\0\u{3}retired_unix_ms\0\u{3}sealed_writes_until_unix_ms\0\u{1}fields\0\u{1}records\0\u{3}live_tokens\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.number) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.keyID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.supersededUnixMs) }()
+      case 6: try { try decoder.decodeSingularInt64Field(value: &self.retiredUnixMs) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.sealedWritesUntilUnixMs) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.fields) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.records) }()
+      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.liveTokens) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.number != 0 {
+      try visitor.visitSingularUInt32Field(value: self.number, fieldNumber: 1)
+    }
+    if !self.keyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.keyID, fieldNumber: 2)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 3)
+    }
+    if self.createdUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.createdUnixMs, fieldNumber: 4)
+    }
+    if self.supersededUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.supersededUnixMs, fieldNumber: 5)
+    }
+    if self.retiredUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.retiredUnixMs, fieldNumber: 6)
+    }
+    if self.sealedWritesUntilUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.sealedWritesUntilUnixMs, fieldNumber: 7)
+    }
+    if self.fields != 0 {
+      try visitor.visitSingularUInt64Field(value: self.fields, fieldNumber: 8)
+    }
+    if self.records != 0 {
+      try visitor.visitSingularUInt64Field(value: self.records, fieldNumber: 9)
+    }
+    if self.liveTokens != 0 {
+      try visitor.visitSingularUInt64Field(value: self.liveTokens, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_KeyGeneration, rhs: Coffer_V1_KeyGeneration) -> Bool {
+    if lhs.number != rhs.number {return false}
+    if lhs.keyID != rhs.keyID {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.createdUnixMs != rhs.createdUnixMs {return false}
+    if lhs.supersededUnixMs != rhs.supersededUnixMs {return false}
+    if lhs.retiredUnixMs != rhs.retiredUnixMs {return false}
+    if lhs.sealedWritesUntilUnixMs != rhs.sealedWritesUntilUnixMs {return false}
+    if lhs.fields != rhs.fields {return false}
+    if lhs.records != rhs.records {return false}
+    if lhs.liveTokens != rhs.liveTokens {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_ReencryptionProgress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReencryptionProgress"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}done\0\u{3}records_current\0\u{3}records_total\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.done) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.recordsCurrent) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.recordsTotal) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.done != false {
+      try visitor.visitSingularBoolField(value: self.done, fieldNumber: 1)
+    }
+    if self.recordsCurrent != 0 {
+      try visitor.visitSingularUInt64Field(value: self.recordsCurrent, fieldNumber: 2)
+    }
+    if self.recordsTotal != 0 {
+      try visitor.visitSingularUInt64Field(value: self.recordsTotal, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_ReencryptionProgress, rhs: Coffer_V1_ReencryptionProgress) -> Bool {
+    if lhs.done != rhs.done {return false}
+    if lhs.recordsCurrent != rhs.recordsCurrent {return false}
+    if lhs.recordsTotal != rhs.recordsTotal {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_RetireKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RetireKeyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.generation) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.generation != 0 {
+      try visitor.visitSingularUInt32Field(value: self.generation, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_RetireKeyRequest, rhs: Coffer_V1_RetireKeyRequest) -> Bool {
+    if lhs.generation != rhs.generation {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_RetireKeyResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RetireKeyResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}generation\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._generation) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._generation {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_RetireKeyResponse, rhs: Coffer_V1_RetireKeyResponse) -> Bool {
+    if lhs._generation != rhs._generation {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
