@@ -109,7 +109,7 @@ public struct DataDirectory: Sendable {
     }
 
     /// Creates the directory with mode 0700 (its parents as usual), or tightens an existing one to 0700.
-    private func createDirectory() throws(CofferError) {
+    func createDirectory() throws(CofferError) {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else {
@@ -141,7 +141,7 @@ public struct DataDirectory: Sendable {
     }
 
     /// Sets 0600 on every regular file in the directory (LMDB's files are created through the umask).
-    private func restrictFiles() throws(CofferError) {
+    func restrictFiles() throws(CofferError) {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
         for name in names {
             let file = (path as NSString).appendingPathComponent(name)

@@ -12,7 +12,7 @@ struct Cofferd: AsyncParsableCommand {
         commandName: "cofferd",
         abstract: "The Coffer secrets daemon: sealed connection values for workflow steps.",
         discussion: ErrorReporter.exitStatusHelp,
-        subcommands: [Init.self, Status.self, Verify.self, Serve.self]
+        subcommands: [Init.self, Status.self, Verify.self, Backup.self, Restore.self, Serve.self]
     )
 
     static let reporter = ErrorReporter(tool: "cofferd")
@@ -133,6 +133,50 @@ extension Cofferd {
                 let status = try store.status()
                 print(
                     "verified \(data.dataDirectory): \(status.connections) connections, \(status.grants) grants, \(status.tokens) tokens, \(status.auditRecords) audit records"
+                )
+            }
+        }
+    }
+}
+
+extension Cofferd {
+    struct Backup: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a consistent, compacted copy of the store to a new file; it stays sealed.",
+            discussion:
+                "May run while cofferd serves (the copy is one read transaction). The backup holds no key: keep the master key, backed up apart, to restore it. Never replaces a file. Audit records of the last second may still be in a serving cofferd's journal and are not in the backup."
+        )
+
+        @OptionGroup var data: DataOptions
+        @Option(name: .customLong("to"), help: "The backup file to create.") var file: String
+
+        func run() throws {
+            try Cofferd.reporter.run {
+                let report = try DataDirectory(data.dataDirectory)
+                    .backup(to: file, keyFile: data.keyFile, configuration: data.storeConfiguration)
+                print(
+                    "backed up \(data.dataDirectory) to \(report.path): \(report.bytes >> 10) KiB, \(report.status.connections) connections, \(report.status.grants) grants, \(report.status.tokens) tokens, \(report.status.auditRecords) audit records"
+                )
+            }
+        }
+    }
+
+    struct Restore: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Install a backup as the store of an empty data directory, after verifying it in full.",
+            discussion:
+                "The data directory must hold no store and no cofferd may serve it. The master key the backup was made with must be at DATA_DIR/master.key or given with --key-file. Restoring an older backup rolls the whole store back: cofferd cannot tell, so keep backups where only operators can write."
+        )
+
+        @OptionGroup var data: DataOptions
+        @Option(name: .customLong("from"), help: "The backup file.") var file: String
+
+        func run() throws {
+            try Cofferd.reporter.run {
+                let report = try DataDirectory(data.dataDirectory)
+                    .restore(from: file, keyFile: data.keyFile, configuration: data.storeConfiguration)
+                print(
+                    "restored \(file) into \(data.dataDirectory): \(report.status.connections) connections, \(report.status.grants) grants, \(report.status.tokens) tokens, \(report.status.auditRecords) audit records; verified"
                 )
             }
         }

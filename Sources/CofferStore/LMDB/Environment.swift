@@ -212,6 +212,14 @@ extension Environment {
         return MapUsage(highWater: (info.me_last_pgno + 1) * pageSize, free: freePages * pageSize, pageSize: pageSize)
     }
 
+    /// Writes a consistent copy of the environment, compacted (free pages left out), to `fd`, from one read
+    /// transaction: writers go on meanwhile.
+    func copy(to fd: Int32) throws {
+        try enter()
+        defer { leave() }
+        try LMDBError.check(mdb_env_copyfd2(handle, fd, UInt32(MDB_CP_COMPACT)), "mdb_env_copyfd2")
+    }
+
     /// Flushes what committed transactions wrote to the disk.
     func sync() throws {
         try LMDBError.check(mdb_env_sync(handle, 1), "mdb_env_sync")
