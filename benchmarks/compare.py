@@ -104,8 +104,9 @@ def resp(*words: bytes) -> bytes:
 class Servers:
     """cofferd and Redis, each with the same keys."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, binary: Path | None = None):
         self.directory = Path(directory)
+        self.binary = binary or ROOT / ".build" / "release" / "cofferd"
         self.admin = str(directory / "admin.sock")
         self.worker = str(directory / "worker.sock")
         self.redis_socket = str(directory / "redis.sock")
@@ -116,7 +117,7 @@ class Servers:
     def start_cofferd(self, *extra: str) -> None:
         log = open(self.directory / "cofferd.log", "ab")
         self.cofferd = subprocess.Popen(
-            [str(ROOT / ".build" / "release" / "cofferd"), "serve", "--init-if-missing",
+            [str(self.binary), "serve", "--init-if-missing",
              "--data-dir", str(self.directory / "data"), "--admin-socket", self.admin,
              "--worker-socket", self.worker, "--log-level", "warning", *extra],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """Crash and shutdown trials against the release cofferd: what was answered is what was recorded and kept.
 
-    .venv/bin/python benchmarks/trials.py            # 50 kill -9 trials and 50 SIGTERM rounds; about five minutes
-    .venv/bin/python benchmarks/trials.py kill 10    # one kind, fewer rounds
+    .venv/bin/python benchmarks/trials.py              # 50 kill -9 trials and 50 SIGTERM rounds; about five minutes
+    .venv/bin/python benchmarks/trials.py kill 10      # one kind, fewer rounds
+    .venv/bin/python benchmarks/trials.py rotation 20  # key rotations killed mid-way; about five minutes
 
 kill     A mixed load (Gets from 4 clients, Puts and Overwrites from 2 admins), then kill -9 at a random moment.
          After a restart: every answered Get and every answered change has its audit record, and every
          acknowledged Put and Overwrite is in the store.
 sigterm  40 admin clients each pipelining 50 Puts, then SIGTERM once the first answer is in. Every request is
          either answered (with its id) or was never done; every acknowledged Put is kept.
+rotation 20,000 connections of two fields, Gets from 8 clients throughout; a key rotation, then kill -9 at a random
+         moment of the re-encryption that follows, and a restart. Every Get answered while cofferd runs is OK and
+         right; the re-encryption resumes and completes; every field is then under the new generation and holds
+         its value; the old generation is retired.
 """
 
 from __future__ import annotations
@@ -197,9 +202,120 @@ def sigterm_rounds(rounds: int) -> None:
           f"{totals['bad_exit']} |")
 
 
+ROTATION_CONNECTIONS = 20_000
+
+
+def expected_values(index: int) -> dict[str, bytes]:
+    return {"key": f"key-{index}".encode(), "secret": f"secret-{index:05d}-{'x' * 40}".encode()}
+
+
+def fill_for_rotation(servers: Servers) -> None:
+    def filler(first: int):
+        with Client(servers.admin) as admin:
+            for index in range(first, ROTATION_CONNECTIONS, 8):
+                admin.put(f"http/r{index}", expected_values(index))
+                admin.grant("rotation", f"http/r{index}")
+    threads = [threading.Thread(target=filler, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def rotation_trials(rounds: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="coffer-trials-") as temp:
+        servers = Servers(Path(temp))
+        servers.start_cofferd("--sealed-key-grace", "0")
+        started = time.monotonic()
+        fill_for_rotation(servers)
+        print(f"filled {ROTATION_CONNECTIONS:,} connections ({2 * ROTATION_CONNECTIONS:,} fields) in "
+              f"{time.monotonic() - started:.1f} s", flush=True)
+        totals = Counter()
+        for trial in range(1, rounds + 1):
+            with Client(servers.admin) as admin:
+                token, token_id = admin.issue_token("rotation", ttl_seconds=3600)
+            outcomes = Counter()
+            stop = threading.Event()
+
+            def getter():
+                while not stop.is_set():
+                    try:
+                        with Client(servers.worker, timeout=10) as worker:
+                            while not stop.is_set():
+                                index = random.randrange(ROTATION_CONNECTIONS)
+                                _, values = worker.get(f"http/r{index}", token)
+                                outcomes["ok" if values == expected_values(index) else "wrong values"] += 1
+                    except CofferError as error:
+                        # cofferd killed or not yet back: not an answer. Anything cofferd answered is one.
+                        if error.code == pb.UNAVAILABLE and ("cannot" in str(error) or "closed" in str(error)):
+                            outcomes["while down"] += 1
+                        else:
+                            outcomes[pb.Code.Name(error.code)] += 1
+                    except OSError:
+                        outcomes["while down"] += 1
+                    time.sleep(0.005)
+
+            threads = [threading.Thread(target=getter) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            time.sleep(0.3)
+            with Client(servers.admin) as admin:
+                generation = admin.rotate_key().number
+            time.sleep(random.uniform(0.05, 2.5))
+            servers.cofferd.send_signal(signal.SIGKILL)
+            servers.cofferd.wait()
+            servers.start_cofferd("--sealed-key-grace", "0")
+            with Client(servers.admin) as admin:
+                at_restart = admin.key_status().reencryption
+            deadline = time.monotonic() + 300
+            while True:
+                with Client(servers.admin) as admin:
+                    status = admin.key_status()
+                if status.reencryption.done or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            stop.set()
+            for thread in threads:
+                thread.join()
+            # Every value, read back under the new generation.
+            lost = 0
+            with Client(servers.worker) as worker:
+                for index in range(ROTATION_CONNECTIONS):
+                    try:
+                        if worker.get(f"http/r{index}", token)[1] != expected_values(index):
+                            lost += 1
+                    except CofferError:
+                        lost += 1
+            old = [g for g in status.generations if g.number < generation and g.state != "retired"]
+            left_behind = sum(g.fields + g.records for g in old)
+            active_fields = next(g.fields for g in status.generations if g.number == generation)
+            with Client(servers.admin) as admin:
+                admin.revoke_token(token_id)
+                for g in old:
+                    admin.retire_key(g.number)
+            failed = sum(n for outcome, n in outcomes.items() if outcome not in ("ok", "while down"))
+            interrupted = not at_restart.done
+            totals.update(trials=1, completed=int(status.reencryption.done), interrupted=int(interrupted),
+                          ok=outcomes["ok"], failed=failed, lost=lost + (2 * ROTATION_CONNECTIONS - active_fields),
+                          left_behind=left_behind)
+            for outcome, n in outcomes.items():
+                if outcome not in ("ok", "while down"):
+                    totals[f"code {outcome}"] += n
+            print(f"rotation trial {trial}: generation {generation}; killed "
+                  f"{'during the re-encryption, ' + str(at_restart.records_current) + ' of ' + str(at_restart.records_total) + ' records done at restart' if interrupted else 'after the re-encryption'}; "
+                  f"{'completed' if status.reencryption.done else 'NOT COMPLETED'}; Gets {dict(outcomes)}; "
+                  f"fields lost {lost}; left under old generations {left_behind}", flush=True)
+        servers.stop_cofferd()
+    codes = ", ".join(f"{k[5:]} {v}" for k, v in totals.items() if k.startswith("code ")) or "none"
+    print(f"\n| rotation trials | killed mid-re-encryption | resumed and completed | Gets answered OK | Gets failed "
+          f"(codes) | fields lost | left under an old generation |\n|---|---|---|---|---|---|---|\n"
+          f"| {totals['trials']} | {totals['interrupted']} | {totals['completed']} | {totals['ok']:,} | "
+          f"{totals['failed']} ({codes}) | {totals['lost']} | {totals['left_behind']} |")
+
+
 def main() -> None:
-    kinds = {"kill": kill_trials, "sigterm": sigterm_rounds}
-    chosen = [sys.argv[1]] if len(sys.argv) > 1 else list(kinds)
+    kinds = {"kill": kill_trials, "sigterm": sigterm_rounds, "rotation": rotation_trials}
+    chosen = [sys.argv[1]] if len(sys.argv) > 1 else ["kill", "sigterm"]
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 50
     subprocess.run(["swift", "build", "-c", "release", "--product", "cofferd"], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)

@@ -124,6 +124,21 @@ class Client:
                                                                   run_id=run_id))
         return result.token, result.token_id
 
+    def revoke_token(self, token_id: str) -> int:
+        """Revokes a token by its id; returns when it was revoked (Unix milliseconds)."""
+        return self._call("revoke_token", pb.RevokeTokenRequest(token_id=token_id)).revoked_unix_ms
+
+    def rotate_key(self):
+        """Makes a new key generation active; returns it (a KeyGeneration message)."""
+        return self._call("rotate_key", pb.RotateKeyRequest()).generation
+
+    def key_status(self):
+        """Every key generation and the re-encryption's progress (a KeyStatusResponse message)."""
+        return self._call("key_status", pb.KeyStatusRequest())
+
+    def retire_key(self, generation: int):
+        return self._call("retire_key", pb.RetireKeyRequest(generation=generation)).generation
+
     # Worker socket.
 
     def get(self, connection: str, token: str) -> tuple[int, dict[str, bytes]]:
