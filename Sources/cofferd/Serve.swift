@@ -210,11 +210,23 @@ extension Cofferd {
                     logger: logger
                 ),
             ]
+            // Shutdown signals come through ShutdownSignalService, which cofferd serve always has; the service
+            // group's own signal handling is the fallback.
+            let signals = ShutdownSignalService(logger: logger)
+            var configurations = services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
+            if let signals {
+                configurations.insert(
+                    .init(service: signals, successTerminationBehavior: .gracefullyShutdownGroup),
+                    at: 0
+                )
+            }
             let group = ServiceGroup(
-                services: services,
-                gracefulShutdownSignals: [.sigterm, .sigint, .sighup],
-                cancellationSignals: [],
-                logger: logger
+                configuration: ServiceGroupConfiguration(
+                    services: configurations,
+                    gracefulShutdownSignals: signals == nil ? [.sigterm, .sigint, .sighup] : [],
+                    cancellationSignals: [],
+                    logger: logger
+                )
             )
             try await group.run()
         }

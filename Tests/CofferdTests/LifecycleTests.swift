@@ -111,6 +111,32 @@ func healthFrames(_ ids: ClosedRange<Int>) throws -> [UInt8] {
         }
     }
 
+    /// A client that connects and closes at once must give its place back however early it goes: one left
+    /// behind would hold the shutdown for the whole grace period (and, before that, a place at the socket).
+    @Test func clientsThatCloseAtOnceLeaveNothingForTheShutdownToWaitFor() throws {
+        for round in 0..<3 {
+            let daemon = try CofferdProcess(arguments: ["--shutdown-grace", "60"])
+            for _ in 0..<300 {
+                if case .success(let fd) = UnixSocket.connect(round % 2 == 0 ? daemon.workerSocket : daemon.adminSocket)
+                {
+                    close(fd)
+                }
+            }
+            let started = Date()
+            #expect(daemon.stop(timeout: 20) == 0, "round \(round): \(daemon.output)")
+            #expect(Date().timeIntervalSince(started) < 20)
+            #expect(!daemon.output.contains("clients closed at the end of the grace period"))
+        }
+    }
+
+    /// SIGTERM the moment the sockets answer: the signal is never lost, and start-up work does not hold it up.
+    @Test func sigtermAtOnceAfterStartIsHonoured() throws {
+        for round in 0..<10 {
+            let daemon = try CofferdProcess()
+            #expect(daemon.stop(timeout: 20) == 0, "round \(round): \(daemon.output)")
+        }
+    }
+
     @Test func sighupDrainsLikeSigterm() throws {
         let daemon = try CofferdProcess()
         #expect(try CofferWorkerClient(socketPath: daemon.workerSocket).health().serving)

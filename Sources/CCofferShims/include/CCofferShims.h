@@ -20,4 +20,15 @@ int coffer_protect_process(void);
 /// Glibc's Swift module does not include).
 void coffer_release_free_memory(void);
 
+/// The read end of the pipe to which `cofferd serve` writes the number of each shutdown signal (SIGTERM,
+/// SIGINT, SIGHUP) it receives, from a handler installed before main; -1 in any other program.
+int coffer_shutdown_signal_fd(void);
+
+/// open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC): a descriptor for the file itself, never a link's target.
+/// Glibc's Swift module does not expose O_PATH (it is under _GNU_SOURCE).
+int coffer_open_path_nofollow(const char *path);
+
+/// fchownat(fd, "", -1, group, AT_EMPTY_PATH): gives the file `fd` names (an O_PATH descriptor) the group.
+int coffer_set_group(int fd, gid_t group);
+
 #endif

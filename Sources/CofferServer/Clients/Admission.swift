@@ -34,7 +34,8 @@ final class Admission: Sendable {
         var perSocket: [SocketRole: Int] = [:]
         var perUID: [UInt32: Int] = [:]
         var draining = false
-        var emptied: [CheckedContinuation<Void, Never>] = []
+        var emptied: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter = 0
     }
 
     private let state = Mutex(State())
@@ -139,8 +140,8 @@ final class Admission: Sendable {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             Self.remove(slot, from: &state)
             guard state.clients.isEmpty else { return [] }
-            defer { state.emptied = [] }
-            return state.emptied
+            defer { state.emptied = [:] }
+            return Array(state.emptied.values)
         }
         for waiter in waiters { waiter.resume() }
     }
@@ -153,17 +154,28 @@ final class Admission: Sendable {
         }
     }
 
-    /// Returns once every client has gone.
+    /// Returns once every client has gone, or when the task is cancelled (the grace period ended).
     func waitUntilEmpty() async {
-        await withCheckedContinuation { continuation in
-            let empty = state.withLock { state -> Bool in
-                if state.clients.isEmpty { return true }
-                state.emptied.append(continuation)
-                return false
+        let token = state.withLock { state -> Int in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { state -> Bool in
+                    if state.clients.isEmpty || Task.isCancelled { return true }
+                    state.emptied[token] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
             }
-            if empty { continuation.resume() }
+        } onCancel: {
+            state.withLock { $0.emptied.removeValue(forKey: token) }?.resume()
         }
     }
+
+    /// Whether the server has begun to drain: a client admitted just before must drain at once.
+    var isDraining: Bool { state.withLock { $0.draining } }
 
     /// Every client being served.
     var clients: [ClientSlot] { state.withLock { Array($0.clients.values) } }

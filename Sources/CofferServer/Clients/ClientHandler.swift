@@ -87,6 +87,20 @@ final class ClientHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         armIdle(context)
+        // Admitted just as the server began to drain: its drain event went by before this handler was there.
+        if admission.isDraining {
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.execute {
+                let (handler, context) = bound.value
+                handler.drain(context)
+            }
+        }
+    }
+
+    private func drain(_ context: ChannelHandlerContext) {
+        guard !draining else { return }
+        draining = true
+        pump(context)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -132,8 +146,7 @@ final class ClientHandler: ChannelDuplexHandler {
         } else if let event = event as? ClientEvent {
             switch event {
             case .drain:
-                draining = true
-                pump(context)
+                drain(context)
             case .evict:
                 finish(
                     context,

@@ -161,6 +161,9 @@ public final class CofferServer: Service, Sendable {
             case .refused(let error):
                 self.refuse(channel, role: role, peer: peer, error)
             case .admitted(let slot, let evicted):
+                // However the channel ends (even before its handler sees it active), its place is given back.
+                let admission = self.admission
+                channel.closeFuture.whenComplete { _ in admission.remove(slot) }
                 evicted?.channel.pipeline.fireUserInboundEventTriggered(ClientEvent.evict)
                 try channel.pipeline.syncOperations.addHandler(
                     ClientHandler(
