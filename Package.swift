@@ -59,6 +59,7 @@ let package = Package(
             dependencies: [
                 "CofferCore",
                 "CofferCrypto",
+                "CCofferShims",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),

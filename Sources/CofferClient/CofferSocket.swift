@@ -16,11 +16,15 @@ public final class CofferSocket: @unchecked Sendable {
     /// The largest response frame read.
     public let maxFrameSize: Int
 
-    /// Connects to the socket at `path`; each read and write gives up after `timeout`.
+    /// Connects to the socket at `path` and checks, before anything is sent, that cofferd listens there:
+    /// the listener's uid (from the kernel) must be `serverUID` (by default COFFER_SERVER_UID), or without one,
+    /// the owner of the socket's directory, or root (see `UnixSocket.verifyServer`). Each read and write gives
+    /// up after `timeout`.
     public init(
         socketPath path: String,
         timeout: Duration = .seconds(30),
-        maxFrameSize: Int = Framing.defaultMaxResponseFrameSize
+        maxFrameSize: Int = Framing.defaultMaxResponseFrameSize,
+        serverUID: uid_t? = nil
     ) throws(CofferError) {
         socketPath = path
         self.maxFrameSize = maxFrameSize
@@ -35,6 +39,14 @@ public final class CofferSocket: @unchecked Sendable {
             throw CofferError(.permissionDenied, "cannot connect to cofferd at \(path): permission denied")
         case .failure(let error):
             throw CofferError(.unavailable, "cannot connect to cofferd at \(path): \(error); is cofferd running?")
+        }
+        do throws(CofferError) {
+            var expected = serverUID
+            if expected == nil { expected = try UnixSocket.configuredServerUID() }
+            try UnixSocket.verifyServer(fd: fd, path: path, expected: expected)
+        } catch {
+            Glibc.close(fd)
+            throw error
         }
         let microseconds = timeout.nanoseconds / 1000
         var interval = timeval(tv_sec: Int(microseconds / 1_000_000), tv_usec: Int(microseconds % 1_000_000))

@@ -13,7 +13,9 @@ struct Coffer: ParsableCommand {
         abstract: "Put, grant and get Coffer connections through cofferd.",
         discussion: """
             Values are read from stdin or a file as a JSON object of strings, sealed to cofferd's public key, and \
-            never read back by admins. Workers get them with a workflow token from COFFER_TOKEN or --token-file.
+            never read back by admins. Workers get them with a workflow token from COFFER_TOKEN or --token-file. \
+            Before sending anything, coffer checks through the kernel that the socket's listener runs as the uid \
+            in COFFER_SERVER_UID or, without it, as the owner of the socket's directory (or as root).
             \(ErrorReporter.exitStatusHelp)
             """,
         subcommands: [

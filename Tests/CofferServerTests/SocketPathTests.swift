@@ -53,4 +53,33 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: dir.child("run/coffer"), isDirectory: &isDirectory))
         #expect(isDirectory.boolValue)
     }
+
+    @Test func refusesASocketDirectoryAnotherUIDCouldChange() throws {
+        let shared = dir.child("shared")
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: false)
+        chmod(shared, 0o777)
+        let open = try? #require(throws: CofferError.self) { try SocketPath.prepare(shared + "/worker.sock") }
+        #expect(open?.message.contains("can be written by its group or others") == true)
+        chmod(shared, 0o770)
+        #expect(throws: CofferError.self) { try SocketPath.prepare(shared + "/worker.sock") }
+        // Sticky and cofferd's own: others may add entries but not remove or rename cofferd's socket.
+        chmod(shared, 0o1777)
+        try SocketPath.checkDirectory(of: shared + "/worker.sock")
+        #expect(throws: CofferError.self) { try SocketPath.checkDirectory(of: shared + "/worker.sock", uid: 4242) }
+        chmod(shared, 0o755)
+        try SocketPath.prepare(shared + "/worker.sock")
+        // Owned by neither cofferd's uid nor root: refused whatever its mode.
+        if getuid() == 0 {
+            chown(shared, 4243, 4243)
+            #expect(throws: CofferError.self) { try SocketPath.checkDirectory(of: shared + "/x.sock", uid: 4242) }
+            chown(shared, 0, 0)
+        }
+        // A directory below one that others can write, and that is not sticky.
+        let nested = shared + "/inner"
+        try FileManager.default.createDirectory(atPath: nested, withIntermediateDirectories: false)
+        chmod(nested, 0o755)
+        chmod(shared, 0o777)
+        let above = try? #require(throws: CofferError.self) { try SocketPath.checkDirectory(of: nested + "/w.sock") }
+        #expect(above?.message.contains("not sticky") == true)
+    }
 }

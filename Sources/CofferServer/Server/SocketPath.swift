@@ -1,3 +1,4 @@
+import CCofferShims
 import CofferCore
 import CofferWire
 import Foundation
@@ -33,6 +34,7 @@ enum SocketPath {
                 throw CofferError(.failedPrecondition, "cannot create \(parent) for socket \(path)", cause: error)
             }
         }
+        try checkDirectory(of: path)
         var info = stat()
         guard lstat(path, &info) == 0 else { return }
         guard info.st_mode & S_IFMT == S_IFSOCK else {
@@ -52,15 +54,76 @@ enum SocketPath {
         }
     }
 
-    /// Sets the socket file's mode and, if given, its group.
+    /// Refuses a socket directory that a process of another uid could change: one where it could remove
+    /// cofferd's socket and bind its own. The directory must belong to cofferd's uid or root and be writable by
+    /// no one else, unless it is sticky and cofferd's own; every directory above it must belong to cofferd's uid
+    /// or root and be sticky where others may write it (as /tmp is).
+    static func checkDirectory(of path: String, uid: uid_t = geteuid()) throws(CofferError) {
+        let parent = (path as NSString).deletingLastPathComponent
+        guard let resolved = realpath(parent.isEmpty ? "." : parent, nil) else {
+            throw CofferError(
+                .failedPrecondition,
+                "cannot resolve \(parent) for socket \(path): \(SystemError.current)"
+            )
+        }
+        var directory = String(cString: resolved)
+        free(resolved)
+        var first = true
+        while true {
+            var info = stat()
+            guard stat(directory, &info) == 0 else {
+                throw CofferError(.failedPrecondition, "cannot read \(directory): \(SystemError.current)")
+            }
+            let mode = info.st_mode & 0o7777
+            let writableByOthers = mode & 0o022 != 0
+            let sticky = mode & S_ISVTX != 0
+            let why: String?
+            if info.st_uid != uid && info.st_uid != 0 {
+                why = "belongs to uid \(info.st_uid), neither cofferd's uid \(uid) nor root"
+            } else if writableByOthers && first && !(sticky && info.st_uid == uid) {
+                why = "can be written by its group or others (mode \(String(mode, radix: 8)))"
+            } else if writableByOthers && !sticky {
+                why = "can be written by its group or others (mode \(String(mode, radix: 8))) and is not sticky"
+            } else {
+                why = nil
+            }
+            if let why {
+                throw CofferError(
+                    .failedPrecondition,
+                    "socket \(path) is in \(directory), which \(why): another process could replace cofferd's socket with its own; use a directory only cofferd's user (or root) can write, such as one it owns with mode 0755"
+                )
+            }
+            if directory == "/" { return }
+            directory = (directory as NSString).deletingLastPathComponent
+            if directory.isEmpty { directory = "/" }
+            first = false
+        }
+    }
+
+    /// Sets the socket file's mode and, if given, its group, on the socket cofferd bound: the path is opened
+    /// without following a symbolic link, and the change is made through that descriptor, so a link put in its
+    /// place cannot redirect it.
     static func restrict(_ socket: SocketConfiguration) throws(CofferError) {
-        if let group = socket.group, chown(socket.path, uid_t.max, group) != 0 {
+        let fd = coffer_open_path_nofollow(socket.path)
+        guard fd >= 0 else {
+            throw CofferError(.failedPrecondition, "cannot open socket \(socket.path): \(SystemError.current)")
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK, info.st_uid == geteuid() else {
+            throw CofferError(
+                .failedPrecondition,
+                "\(socket.path) is no longer the socket cofferd bound; another process changed the socket directory"
+            )
+        }
+        if let group = socket.group, coffer_set_group(fd, group) != 0 {
             throw CofferError(
                 .failedPrecondition,
                 "cannot give socket \(socket.path) group \(group): \(SystemError.current)"
             )
         }
-        guard chmod(socket.path, socket.mode) == 0 else {
+        // chmod through /proc/self/fd changes the very inode the descriptor holds (fchmod refuses O_PATH).
+        guard chmod("/proc/self/fd/\(fd)", socket.mode) == 0 else {
             throw CofferError(
                 .failedPrecondition,
                 "cannot set mode \(String(socket.mode, radix: 8)) on socket \(socket.path): \(SystemError.current)"

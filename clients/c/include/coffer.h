@@ -68,7 +68,9 @@ typedef struct {
     size_t value_len;
 } coffer_field_input;
 
-/* Connects to cofferd's socket at `socket_path`; reads and writes give up after `timeout_seconds`. */
+/* Connects to cofferd's socket at `socket_path` and checks that cofferd listens there (its uid, from the kernel,
+ * is COFFER_SERVER_UID, or without it the owner of the socket's directory, or root) before anything is sent;
+ * reads and writes give up after `timeout_seconds`. */
 int coffer_connect(const char *socket_path, int timeout_seconds, coffer_conn **out, coffer_error *err);
 void coffer_close(coffer_conn *conn);
 

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -63,6 +65,49 @@ int coffer_exit_status(int code) {
     }
 }
 
+/* Before anything is sent: the listener's uid, from the kernel (SO_PEERCRED), must be COFFER_SERVER_UID, or
+ * without it the owner of the socket's directory; root is always taken. An impostor bound in a directory others
+ * can write never sees a token or a sealed value. */
+static int verify_server(int fd, const char *socket_path, coffer_error *err) {
+    struct ucred peer;
+    socklen_t length = sizeof peer;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0) {
+        return fail(err, COFFER_UNAVAILABLE, "cannot learn who listens on %s: %s", socket_path, strerror(errno));
+    }
+    if (peer.uid == 0) {
+        return COFFER_OK;
+    }
+    const char *configured = getenv("COFFER_SERVER_UID");
+    unsigned long expected;
+    char source[sizeof(((struct sockaddr_un *)0)->sun_path) + 32];
+    if (configured != NULL && configured[0] != '\0') {
+        char *end = NULL;
+        errno = 0;
+        expected = strtoul(configured, &end, 10);
+        if (errno != 0 || *end != '\0' || configured[0] < '0' || configured[0] > '9') {
+            return fail(err, COFFER_INVALID_ARGUMENT, "COFFER_SERVER_UID must be a numeric uid");
+        }
+        snprintf(source, sizeof source, "COFFER_SERVER_UID");
+    } else {
+        char copy[sizeof(((struct sockaddr_un *)0)->sun_path)];
+        snprintf(copy, sizeof copy, "%s", socket_path);
+        const char *directory = dirname(copy);
+        struct stat info;
+        if (stat(directory, &info) != 0) {
+            return fail(err, COFFER_UNAVAILABLE, "cannot read %s: %s", directory, strerror(errno));
+        }
+        expected = info.st_uid;
+        snprintf(source, sizeof source, "the owner of %s", directory);
+    }
+    if ((unsigned long)peer.uid != expected) {
+        return fail(err, COFFER_FAILED_PRECONDITION,
+                    "the process listening on %s runs as uid %lu, not %lu (%s): it is not cofferd, or cofferd runs as "
+                    "another user (then set COFFER_SERVER_UID); nothing was sent to it",
+                    socket_path, (unsigned long)peer.uid, expected, source);
+    }
+    return COFFER_OK;
+}
+
 int coffer_connect(const char *socket_path, int timeout_seconds, coffer_conn **out, coffer_error *err) {
     struct sockaddr_un address;
     memset(&address, 0, sizeof address);
@@ -86,6 +131,11 @@ int coffer_connect(const char *socket_path, int timeout_seconds, coffer_conn **o
         }
         return fail(err, COFFER_UNAVAILABLE, "cannot connect to cofferd at %s: %s; is cofferd running?",
                     socket_path, strerror(saved));
+    }
+    int verified = verify_server(fd, socket_path, err);
+    if (verified != COFFER_OK) {
+        close(fd);
+        return verified;
     }
     struct timeval timeout = {.tv_sec = timeout_seconds > 0 ? timeout_seconds : 30, .tv_usec = 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 from dataclasses import dataclass
 
 from nacl.public import PublicKey, SealedBox
@@ -71,7 +72,7 @@ def _varint(value: int) -> bytes:
 class Client:
     """One connection to a cofferd socket. Use as a context manager."""
 
-    def __init__(self, socket_path: str, timeout: float = 30.0):
+    def __init__(self, socket_path: str, timeout: float = 30.0, server_uid: int | None = None):
         self.socket_path = socket_path
         self._next_id = 1
         self._buffer = b""
@@ -86,6 +87,11 @@ class Client:
             self._sock.close()
             raise CofferError(pb.UNAVAILABLE,
                               f"cannot connect to cofferd at {socket_path}: {error.strerror}; is cofferd running?")
+        try:
+            _verify_server(self._sock, socket_path, server_uid)
+        except CofferError:
+            self._sock.close()
+            raise
 
     def close(self) -> None:
         self._sock.close()
@@ -198,6 +204,31 @@ class Client:
             if not chunk:
                 raise CofferError(pb.UNAVAILABLE, "cofferd closed the connection")
             self._buffer += chunk
+
+
+def _verify_server(sock: socket.socket, socket_path: str, expected: int | None) -> None:
+    """Before anything is sent: the listener's uid, from the kernel (SO_PEERCRED), must be `expected` (by default
+    COFFER_SERVER_UID), or without one the owner of the socket's directory; root is always taken. An impostor
+    bound in a directory others can write never sees a token or a sealed value."""
+    _, peer, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    if peer == 0:
+        return
+    if expected is None:
+        configured = os.environ.get("COFFER_SERVER_UID", "")
+        if configured:
+            if not configured.isdigit():
+                raise CofferError(pb.INVALID_ARGUMENT, "COFFER_SERVER_UID must be a numeric uid")
+            expected, source = int(configured), "COFFER_SERVER_UID"
+        else:
+            directory = os.path.dirname(socket_path) or "."
+            expected, source = os.stat(directory).st_uid, f"the owner of {directory}"
+    else:
+        source = "server_uid"
+    if peer != expected:
+        raise CofferError(pb.FAILED_PRECONDITION,
+                          f"the process listening on {socket_path} runs as uid {peer}, not {expected} ({source}): it "
+                          f"is not cofferd, or cofferd runs as another user (then set COFFER_SERVER_UID); nothing was "
+                          f"sent to it")
 
 
 def _info(info) -> ConnectionInfo:
