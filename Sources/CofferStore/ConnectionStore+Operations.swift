@@ -56,7 +56,7 @@ extension ConnectionStore {
     }
 
     /// Every connection's metadata, sorted by type and name; never a value.
-    public func list() throws(CofferError) -> [ConnectionInfo] { try read { try $0.list() } }
+    public func list() throws(CofferError) -> [ConnectionInfo] { try read(tolerant: true) { try $0.list() } }
 
     /// One connection's metadata; NOT_FOUND when it does not exist.
     public func info(_ ref: ConnectionRef) throws(CofferError) -> ConnectionInfo { try read { try $0.info(ref) } }
@@ -150,7 +150,7 @@ extension ConnectionStore {
     public func status() throws(CofferError) -> StoreStatus {
         let usage: MapUsage
         do { usage = try env.usage() } catch { throw failure(error) }
-        return try read { reader in
+        return try read(tolerant: true) { reader in
             let txn = reader.txn
             let record = currentMetadata
             return StoreStatus(

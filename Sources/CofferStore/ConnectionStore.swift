@@ -170,13 +170,17 @@ public final class ConnectionStore: Sendable {
     // MARK: Transactions
 
     /// Runs `body` in one read transaction. It never waits for a writer; it runs again, on a fresh snapshot,
-    /// when a write committed while it read.
-    public func read<R>(_ body: (StoreReader) throws -> R) throws(CofferError) -> R {
+    /// when a record it read changed after its snapshot. A `tolerant` read (a scan of metadata, never values)
+    /// takes such a record's older copy instead, so that it finishes under a steady stream of writes.
+    public func read<R>(tolerant: Bool = false, _ body: (StoreReader) throws -> R) throws(CofferError) -> R {
         for _ in 0..<32 {
             var snapshot = 0
+            let bound = authority.beginRead()
+            defer { authority.endRead(bound) }
             do {
                 return try env.read { txn in
                     txn.authority = authority
+                    txn.tolerant = tolerant
                     snapshot = txn.snapshot
                     return try body(StoreReader(store: self, txn: txn))
                 }

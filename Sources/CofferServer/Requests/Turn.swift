@@ -159,7 +159,8 @@ final class Turn {
     {
         let store = pipeline.store
         return pipeline.background.runIfActive(eventLoop: loop) { () throws(CofferError) -> OperationResult in
-            try store.read { reader in try scan(reader) }
+            // A scan reads metadata, never a value: a record changed since its snapshot is taken as it was.
+            try store.read(tolerant: true) { reader in try scan(reader) }
         }.assumeIsolated().map { result in
             self.succeed(index, result)
         }.recover { error in

@@ -34,8 +34,8 @@ struct RecordFailure: Error {
     }
 }
 
-/// A read that began before the latest write was applied to the map of what cofferd wrote: it is retried with a
-/// fresh snapshot.
+/// A read whose snapshot cannot be checked against the map of what cofferd wrote (the key changed after the
+/// snapshot, or the snapshot's commit is not in the map yet): it is retried with a fresh snapshot.
 struct StaleSnapshot: Error {}
 
 /// Tags and checks every authenticated record, and remembers what cofferd wrote.
@@ -44,25 +44,35 @@ struct StaleSnapshot: Error {}
 /// a field dropped or added, a key id flipped), and, once the store has been verified, that its tag is the one
 /// cofferd last wrote under that key (a record rolled back to an older copy, replayed from before a delete,
 /// injected or removed). cofferd is the only writer, so it can hold what it wrote: a keyed digest of each
-/// record's table and key, mapped to its tag, about 80 bytes a record. A reader whose snapshot is not the one
-/// the map describes retries.
+/// record's table and key, mapped to its tag and the transaction that wrote it, about 90 bytes a record. A key
+/// removed is kept as a tombstone while a read older than its removal may still be running. A read checks a
+/// record against the map when the key last changed at or before its snapshot; a key changed since is retried
+/// with a fresh snapshot (or, for a tolerant scan, taken as the older copy its snapshot holds).
 final class RecordAuthority: @unchecked Sendable {
-    // Safe to share: everything mutable is under `lock`.
-    private let lock = NSLock()
+    // Safe to share: everything mutable is under `condition`.
+    private let condition = NSCondition()
     private var ring: KeyRing
-    private var written: [RecordTag: RecordTag] = [:]
+    private struct Entry {
+        /// nil for a tombstone: the key's record was removed.
+        var tag: RecordTag?
+        var transaction: Int
+    }
+    private var written: [RecordTag: Entry] = [:]
+    private var tombstones = 0
     /// The LMDB transaction the map describes; nil while the map is not kept (before verification).
     private var applied: Int?
     /// The transaction cofferd is committing, whose changes the map does not hold yet.
     private var committing: Int?
+    /// Reads in flight, by the lowest snapshot each may have: tombstones newer than the lowest are kept.
+    private var readers: [Int: Int] = [:]
 
     static let trailerLength = 4 + KeyRing.tagLength
 
     init(keys: KeyRing) { ring = keys }
 
     var keys: KeyRing {
-        get { lock.withLock { ring } }
-        set { lock.withLock { ring = newValue } }
+        get { condition.withLock { ring } }
+        set { condition.withLock { ring = newValue } }
     }
 
     /// A record ready to store: `payload`, its generation and its tag.
@@ -106,20 +116,30 @@ final class RecordAuthority: @unchecked Sendable {
     }
 
     /// Checks a record read in snapshot `snapshot` against what cofferd last wrote; `tag` nil when the key
-    /// held no record.
-    func check(table: String, key: [UInt8], tag: [UInt8]?, snapshot: Int) throws {
+    /// held no record. A `tolerant` read takes a record changed after its snapshot as it is.
+    func check(table: String, key: [UInt8], tag: [UInt8]?, snapshot: Int, tolerant: Bool = false) throws {
         let digest = RecordTag(keys.recordDigest(table: table, key: key))
-        let written: RecordTag?
+        let entry: Entry?
         do {
-            lock.lock()
-            defer { lock.unlock() }
-            guard let applied else { return }
-            // Older than the map, or cofferd's own commit not yet applied: read again. Newer than the map
-            // without a commit of cofferd's: another process wrote the store, and the map decides.
-            if snapshot < applied || (snapshot > applied && snapshot == committing) { throw StaleSnapshot() }
-            written = self.written[digest]
+            condition.lock()
+            defer { condition.unlock() }
+            guard var applied else { return }
+            // cofferd's own commit, not yet in the map: wait for it (moments), then decide.
+            let deadline = Date().addingTimeInterval(1)
+            while snapshot > applied, snapshot == committing {
+                guard condition.wait(until: deadline) else { throw StaleSnapshot() }
+                applied = self.applied ?? applied
+            }
+            entry = written[digest]
         }
-        switch (written, tag) {
+        if let entry, entry.transaction > snapshot {
+            // Changed after this snapshot: its copy is an older one, which the map no longer describes.
+            if tolerant { return }
+            throw StaleSnapshot()
+        }
+        // The map decides: what cofferd wrote at or before the snapshot (or, newer than the map without a
+        // commit of cofferd's, another process wrote the store).
+        switch (entry?.tag, tag) {
         case (nil, nil):
             return
         case (nil, _?):
@@ -135,43 +155,80 @@ final class RecordAuthority: @unchecked Sendable {
 
     /// Whether a read in snapshot `snapshot` began before cofferd's latest commit was applied.
     func isStale(_ snapshot: Int) -> Bool {
-        lock.withLock { applied.map { snapshot < $0 } ?? false }
+        condition.withLock { applied.map { snapshot < $0 } ?? false }
+    }
+
+    /// Before a read transaction begins: returns a bound on its snapshot, to give to `endRead`.
+    func beginRead() -> Int {
+        condition.withLock {
+            let bound = applied ?? 0
+            readers[bound, default: 0] += 1
+            return bound
+        }
+    }
+
+    func endRead(_ bound: Int) {
+        condition.withLock {
+            readers[bound, default: 1] -= 1
+            if readers[bound] == 0 { readers[bound] = nil }
+        }
     }
 
     /// Before a commit: its transaction will not be in the map until `apply` (or, if it failed, nil).
     func committing(_ transaction: Int?) {
-        lock.withLock { committing = transaction }
+        condition.withLock {
+            committing = transaction
+            condition.broadcast()
+        }
     }
 
     /// After a commit: what it changed, as of LMDB transaction `transaction`.
     func apply(_ changes: [WriteLedger.Change], transaction: Int) {
         let keys = self.keys
         let digests = changes.map { RecordTag(keys.recordDigest(table: $0.table, key: $0.key)) }
-        lock.withLock {
+        condition.withLock {
             for (digest, change) in zip(digests, changes) {
-                written[digest] = change.tag.map(RecordTag.init)
+                let previous = written.updateValue(
+                    Entry(tag: change.tag.map(RecordTag.init), transaction: transaction),
+                    forKey: digest
+                )
+                if change.tag == nil, previous?.tag != nil || previous == nil { tombstones += 1 }
+                if change.tag != nil, let previous, previous.tag == nil { tombstones -= 1 }
             }
             if applied != nil { applied = transaction }
             committing = nil
+            if tombstones > max(4096, written.count / 4) { pruneTombstones() }
+            condition.broadcast()
         }
+    }
+
+    /// Drops the tombstones no read in flight can need: those no newer than the lowest snapshot a read may have.
+    private func pruneTombstones() {
+        let oldest = min(readers.keys.min() ?? Int.max, applied ?? Int.max)
+        written = written.filter { $0.value.tag != nil || $0.value.transaction > oldest }
+        tombstones = written.values.reduce(0) { $0 + ($1.tag == nil ? 1 : 0) }
     }
 
     /// Starts keeping the map, from a verification that read every record in LMDB transaction `transaction`.
     func start(with records: [(table: String, key: [UInt8], tag: [UInt8])], transaction: Int) {
         let keys = self.keys
-        var map: [RecordTag: RecordTag] = [:]
+        var map: [RecordTag: Entry] = [:]
         map.reserveCapacity(records.count)
         for record in records {
-            map[RecordTag(keys.recordDigest(table: record.table, key: record.key))] = RecordTag(record.tag)
+            map[RecordTag(keys.recordDigest(table: record.table, key: record.key))] = Entry(
+                tag: RecordTag(record.tag),
+                transaction: 0
+            )
         }
-        lock.withLock {
+        condition.withLock {
             written = map
+            tombstones = 0
             applied = transaction
         }
     }
 
     /// Records held in the map.
-    var count: Int { lock.withLock { written.count } }
+    var count: Int { condition.withLock { written.count - tombstones } }
 
     /// A key as it may appear in a message: keys hold only validated names, ids and numbers.
     static func name(_ key: [UInt8]) -> String {

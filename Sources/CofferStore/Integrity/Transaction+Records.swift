@@ -80,6 +80,6 @@ extension Transaction {
             }
             return
         }
-        try authority.check(table: table, key: key, tag: tag, snapshot: snapshot)
+        try authority.check(table: table, key: key, tag: tag, snapshot: snapshot, tolerant: tolerant)
     }
 }

@@ -11,6 +11,10 @@ final class Transaction {
     var authority: RecordAuthority?
     /// What a write transaction changed among authenticated records.
     var ledger: WriteLedger?
+    /// A long read (a scan of metadata, never a value) that takes, for a record changed after its snapshot,
+    /// the older copy its snapshot holds (its tag still checked) instead of starting again: under a steady
+    /// stream of writes a scan of every record would otherwise never finish.
+    var tolerant = false
 
     init(handle: OpaquePointer, readOnly: Bool) {
         self.handle = handle

@@ -359,7 +359,7 @@ extension ConnectionStore {
     }
 
     /// Every generation and the re-encryption's progress.
-    public func keyStatus() throws(CofferError) -> KeyStatus { try read { try $0.keyStatus() } }
+    public func keyStatus() throws(CofferError) -> KeyStatus { try read(tolerant: true) { try $0.keyStatus() } }
 
     /// Runs the re-encryption to its end, `batch` records a transaction; returns the fields it encrypted
     /// again. (A serving cofferd runs its batches in the commit queue instead.)
