@@ -13,7 +13,7 @@ public final class ReencryptionService: Service, Sendable {
     private let idleInterval: Duration
     private let logger: Logger
 
-    public init(commits: CommitQueue, batch: Int = 256, idleInterval: Duration = .seconds(1), logger: Logger) {
+    public init(commits: CommitQueue, batch: Int = 256, idleInterval: Duration = .milliseconds(100), logger: Logger) {
         self.commits = commits
         self.batch = batch
         self.idleInterval = idleInterval
