@@ -159,6 +159,23 @@ class Servers:
             shutil.rmtree(self.directory / name, ignore_errors=True)
 
 
+def fill_granted(admin_socket: str, count: int, connection, values, workflow: str, threads: int = 8) -> None:
+    """Puts `count` connections (`connection(i)` holding `values(i)`) and grants each to `workflow`, from
+    `threads` admin clients at once, so that group commit shares their syncs."""
+    import threading
+
+    def filler(first: int):
+        with Client(admin_socket) as admin:
+            for index in range(first, count, threads):
+                admin.put(connection(index), values(index))
+                admin.grant(workflow, connection(index))
+    workers = [threading.Thread(target=filler, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
 def loadgen(socket_path: str, frames: Path, protocol: str, pid: int, connections: int, depth: int = 1,
             seconds: float = 5, mode: str = "load") -> dict:
     before = cpu_seconds(pid)

@@ -20,7 +20,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -29,22 +28,15 @@ sys.path.insert(0, str(ROOT / "clients" / "python"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from coffer_client import Client, pb  # noqa: E402
-from compare import LOADGEN, Servers, coffer_frame, cpu_seconds, frames_file, loadgen, run, table  # noqa: E402
+from compare import (LOADGEN, Servers, coffer_frame, cpu_seconds, fill_granted, frames_file, loadgen, run,  # noqa: E402
+                     table)
 
 CONNECTIONS = 100_000
 
 
 def fill(servers: Servers, count: int) -> str:
-    def filler(first: int):
-        with Client(servers.admin) as admin:
-            for index in range(first, count, 8):
-                admin.put(f"http/s{index:06d}", {"key": f"key-{index}", "secret": f"secret-{index}-{'x' * 40}"})
-                admin.grant("bench", f"http/s{index:06d}")
-    threads = [threading.Thread(target=filler, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    fill_granted(servers.admin, count, lambda i: f"http/s{i:06d}",
+                 lambda i: {"key": f"key-{i}", "secret": f"secret-{i}-{'x' * 40}"}, "bench")
     with Client(servers.admin) as admin:
         return admin.issue_token("bench", ttl_seconds=86400)[0]
 

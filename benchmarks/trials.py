@@ -36,7 +36,7 @@ from coffer_client import Client, CofferError, pb  # noqa: E402
 from nacl.public import PublicKey, SealedBox  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from compare import Servers, varint  # noqa: E402
+from compare import Servers, fill_granted, varint  # noqa: E402
 
 
 def frame(request: pb.Request) -> bytes:
@@ -210,16 +210,7 @@ def expected_values(index: int) -> dict[str, bytes]:
 
 
 def fill_for_rotation(servers: Servers) -> None:
-    def filler(first: int):
-        with Client(servers.admin) as admin:
-            for index in range(first, ROTATION_CONNECTIONS, 8):
-                admin.put(f"http/r{index}", expected_values(index))
-                admin.grant("rotation", f"http/r{index}")
-    threads = [threading.Thread(target=filler, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    fill_granted(servers.admin, ROTATION_CONNECTIONS, lambda i: f"http/r{i}", expected_values, "rotation")
 
 
 def rotation_trials(rounds: int) -> None:

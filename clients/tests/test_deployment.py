@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BUILD, C_CLIENT, ROOT
+from conftest import BUILD, C_CLIENT, ROOT, _accepts as accepts
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
                                 reason="needs root and setpriv to act as other uids")
@@ -33,15 +33,6 @@ CANARY = "canary-value-7f3a9c"
 def as_user(uid: int, gid: int, groups: list[int], argv: list[str]) -> list[str]:
     group_option = f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups"
     return ["setpriv", f"--reuid={uid}", f"--regid={gid}", group_option, "--", *argv]
-
-
-def accepts(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX) as s:
-        try:
-            s.connect(path)
-            return True
-        except OSError:
-            return False
 
 
 class Pod:

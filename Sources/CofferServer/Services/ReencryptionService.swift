@@ -59,28 +59,7 @@ public final class ReencryptionService: Service, Sendable {
     }
 
     private func step() async -> Result<ReencryptionStep, CofferError> {
-        let box = StepBox()
         let batch = self.batch
-        let result = await withCheckedContinuation {
-            (continuation: CheckedContinuation<Result<Void, CofferError>, Never>) in
-            commits.submit([
-                CommitQueue.Job(
-                    usesReserve: false,
-                    apply: { writer in
-                        box.step = try writer.reencrypt(limit: batch)
-                        return nil
-                    },
-                    failureRecord: { _ in nil },
-                    completion: { continuation.resume(returning: $0) }
-                )
-            ])
-        }
-        return result.flatMap { box.step.map { .success($0) } ?? .failure(CofferError(.internal, "no step")) }
+        return await commits.perform { try $0.reencrypt(limit: batch) }
     }
-}
-
-/// Carries a batch's result from the writer's thread to its completion.
-private final class StepBox: @unchecked Sendable {
-    // Written by `apply` and read after `completion`, which follows it.
-    var step: ReencryptionStep?
 }

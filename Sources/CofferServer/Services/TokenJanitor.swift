@@ -40,34 +40,13 @@ public final class TokenJanitor: Service, Sendable {
 
     private func purge() async {
         let cutoff = clock().addingTimeInterval(-retention.timeInterval)
-        let count = Counter()
-        let result = await withCheckedContinuation {
-            (continuation: CheckedContinuation<Result<Void, CofferError>, Never>) in
-            commits.submit([
-                CommitQueue.Job(
-                    usesReserve: true,
-                    apply: { writer in
-                        count.value = try writer.purgeTokens(expiredBefore: cutoff)
-                        return nil
-                    },
-                    failureRecord: { _ in nil },
-                    completion: { continuation.resume(returning: $0) }
-                )
-            ])
-        }
-        switch result {
-        case .success where count.value > 0:
-            logger.info("purged expired tokens", metadata: ["count": "\(count.value)"])
+        switch await commits.perform(usesReserve: true, { try $0.purgeTokens(expiredBefore: cutoff) }) {
+        case .success(let count) where count > 0:
+            logger.info("purged expired tokens", metadata: ["count": "\(count)"])
         case .success:
             break
         case .failure(let error):
             logger.warning("expired tokens could not be purged", metadata: ["error": "\(error.message)"])
         }
     }
-}
-
-/// Carries the purge's count from the writer's thread to its completion.
-private final class Counter: @unchecked Sendable {
-    // Written by `apply` and read after `completion`, which follows it.
-    var value = 0
 }

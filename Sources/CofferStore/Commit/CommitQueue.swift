@@ -97,6 +97,34 @@ public final class CommitQueue: @unchecked Sendable {
         }
     }
 
+    /// Runs `apply` as one job, without an audit record, and returns its result once the commit that covers
+    /// it is synced: for the services that write beside the request path (the token janitor, the
+    /// re-encryption).
+    public func perform<R: Sendable>(
+        usesReserve: Bool = false,
+        _ apply: @escaping @Sendable (StoreWriter) throws -> R
+    ) async -> Result<R, CofferError> {
+        let box = ResultBox<R>()
+        let outcome = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<Void, CofferError>, Never>) in
+            submit([
+                Job(
+                    usesReserve: usesReserve,
+                    apply: { writer in
+                        box.value = try apply(writer)
+                        return nil
+                    },
+                    failureRecord: { _ in nil },
+                    completion: { continuation.resume(returning: $0) }
+                )
+            ])
+        }
+        return outcome.flatMap {
+            box.value.map { .success($0) }
+                ?? .failure(CofferError(.internal, "a writer job completed without a result"))
+        }
+    }
+
     /// Asks for the journal to be folded into the store.
     public func requestFold() {
         condition.withLock {
@@ -232,4 +260,10 @@ public final class CommitQueue: @unchecked Sendable {
         }
         for job in batch { job.completion(.failure(error)) }
     }
+}
+
+/// Carries a job's result from the writer's thread to its completion.
+private final class ResultBox<R>: @unchecked Sendable {
+    // Written by the job's `apply` and read after its `completion`, which follows it on the writer's thread.
+    var value: R?
 }

@@ -28,7 +28,7 @@ struct StoreVerifier {
         let metadata = store.currentMetadata
         let keys = store.keys
         let tables = store.tables
-        let databases = [tables.connections.db, tables.grants.db, tables.tokens.db, tables.audit.pending]
+        let databases = AuthenticatedTable.allCases.compactMap { tables.authenticated($0.rawValue) }
         return try store.raw { txn in
             var problems: [CofferError] = []
             var records: [(table: String, key: [UInt8], tag: [UInt8])] = []
