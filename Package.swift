@@ -173,7 +173,9 @@ let package = Package(
         ),
         .testTarget(
             name: "CofferdTests",
-            dependencies: ["CofferTestSupport", "CofferClient", "CofferWire", "CofferCrypto", "CofferCore"]
+            dependencies: [
+                "CofferTestSupport", "CofferClient", "CofferWire", "CofferCrypto", "CofferCore", "CofferStore",
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -266,6 +266,17 @@ public final class ConnectionStore: Sendable {
     /// The metadata record as the last commit left it.
     var currentMetadata: Coffer_Storage_V1_Metadata { metadata.withLock { $0 } }
 
+    /// Takes the metadata record `txn` holds as the current one (with its key generations), for a verification
+    /// that must compare each table with the summary of the same snapshot. Only before the store serves.
+    func adoptMetadata(in txn: Transaction) throws -> Coffer_Storage_V1_Metadata {
+        guard case .format2(let record)? = try tables.meta.read(keys: authority.keys, txn) else {
+            return currentMetadata
+        }
+        authority.keys = record.keyRing(from: authority.keys)
+        metadata.withLock { $0 = record }
+        return record
+    }
+
     /// Whether records of changes wait to be folded into the audit chain.
     var hasPendingAudit: Bool {
         currentMetadata.summaries.contains { $0.table == AuthenticatedTable.auditPending.rawValue && $0.count > 0 }

@@ -1,6 +1,7 @@
 import CofferClient
 import CofferCore
 import CofferCrypto
+import CofferStore
 import CofferTestSupport
 import Foundation
 import Testing
@@ -70,6 +71,23 @@ import Testing
         let printed = backup.stdout + backup.stderr + restore.stdout + restore.stderr + verify.stdout + verify.stderr
         #expect(!canary.occurs(in: printed) && !printed.contains(tokenText))
         #expect(!canary.occurs(in: try Array(Data(contentsOf: URL(fileURLWithPath: file)))))
+    }
+
+    /// `cofferd backup` and `cofferd verify` open the store beside a serving cofferd: a verification compares each
+    /// table with the summary of the snapshot it scans, not with the metadata read when the store opened.
+    @Test func aStoreOpenedBesideAServingCofferdVerifiesTheSnapshotItScans() throws {
+        let dir = TemporaryDirectory(prefix: "beside")
+        let daemon = try CofferdProcess(dir: dir)
+        let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
+        let secret = [try FieldName("key"): SecretBytes(utf8: "value")]
+        try admin.put(try ConnectionRef(parsing: "aws/first"), values: secret)
+        let beside = try DataDirectory(daemon.dataDirectory).open(verifying: false)
+        defer { beside.close() }
+        try admin.put(try ConnectionRef(parsing: "aws/second"), values: secret)
+        try admin.grant(try WorkflowName("deploy"), try ConnectionRef(parsing: "aws/second"))
+        #expect(try beside.verificationProblems().map(\.message) == [])
+        #expect(try beside.status().connections == 2)
+        #expect(daemon.stop() == 0)
     }
 }
 

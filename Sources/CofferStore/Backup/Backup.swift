@@ -16,8 +16,10 @@ public struct BackupReport: Sendable {
 
 extension DataDirectory {
     /// Writes a backup of the store to `file`, which must not exist: the store is opened (and verified) with
-    /// its key, copied compacted to a temporary file beside `file`, synced, and linked into place. Records of
-    /// the last second that a serving cofferd still holds in its audit journal are not in it.
+    /// its key and copied compacted into a staging directory beside `file`; the copy is synced and verified on
+    /// its own (the report describes the copy, not the store, which a serving cofferd may have changed since),
+    /// then linked into place. Records of the last second that a serving cofferd still holds in its audit
+    /// journal are not in it.
     public func backup(
         to file: String,
         keyFile: String? = nil,
@@ -28,35 +30,50 @@ extension DataDirectory {
         }
         let store = try open(keyFile: keyFile, configuration: configuration)
         defer { store.close() }
-        let status = try store.status()
-        let temporary = file + ".partial-\(getpid())"
-        let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else {
-            throw CofferError(.failedPrecondition, "cannot create \(temporary): \(SystemError.current)")
+        let staging = file + ".partial-\(getpid())"
+        guard mkdir(staging, 0o700) == 0 else {
+            throw CofferError(.failedPrecondition, "cannot create \(staging): \(SystemError.current)")
         }
-        var linked = false
-        defer {
-            close(fd)
-            unlink(temporary)
-            if linked { FileSystem.syncDirectory(containing: file) }
+        defer { removeStaging(staging) }
+        let copy = (staging as NSString).appendingPathComponent(Self.storeFileName)
+        let fd = Glibc.open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else {
+            throw CofferError(.failedPrecondition, "cannot create \(copy): \(SystemError.current)")
         }
         do {
-            try store.env.copy(to: fd)
-        } catch {
-            throw CofferError(.failedPrecondition, "cannot write the backup to \(file)", cause: store.failure(error))
+            defer { close(fd) }
+            do {
+                try store.env.copy(to: fd)
+            } catch {
+                throw CofferError(
+                    .failedPrecondition,
+                    "cannot write the backup to \(file)",
+                    cause: store.failure(error)
+                )
+            }
+            guard fsync(fd) == 0 else {
+                throw CofferError(.failedPrecondition, "cannot sync the backup \(file): \(SystemError.current)")
+            }
         }
-        guard fsync(fd) == 0 else {
-            throw CofferError(.failedPrecondition, "cannot sync the backup \(file): \(SystemError.current)")
+        var copyConfiguration = configuration ?? StoreConfiguration(directory: path)
+        copyConfiguration.directory = staging
+        let status: StoreStatus
+        do throws(CofferError) {
+            let copied = try ConnectionStore.open(copyConfiguration, keys: store.keys)
+            defer { copied.close() }
+            status = try copied.status()
+        } catch {
+            throw CofferError(error.code, "the copy made for \(file) does not verify: \(error.message)", cause: error)
         }
         // link refuses an existing name: a file made at `file` meanwhile is never replaced.
-        guard link(temporary, file) == 0 else {
+        guard link(copy, file) == 0 else {
             let err = errno
             if err == EEXIST {
                 throw CofferError(.alreadyExists, "\(file) exists; a backup never replaces a file")
             }
             throw CofferError(.failedPrecondition, "cannot put the backup at \(file): \(SystemError(err))")
         }
-        linked = true
+        FileSystem.syncDirectory(containing: file)
         var info = stat()
         _ = stat(file, &info)
         return BackupReport(path: file, bytes: Int(info.st_size), status: status)

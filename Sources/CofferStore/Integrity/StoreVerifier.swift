@@ -25,11 +25,13 @@ struct StoreVerifier {
     ) throws(CofferError)
         -> (problems: [CofferError], records: [(table: String, key: [UInt8], tag: [UInt8])], transaction: Int)
     {
-        let metadata = store.currentMetadata
-        let keys = store.keys
         let tables = store.tables
         let databases = AuthenticatedTable.allCases.compactMap { tables.authenticated($0.rawValue) }
         return try store.raw { txn in
+            // The metadata this snapshot holds: a cofferd serving the same store (while `cofferd backup` or
+            // `cofferd verify` runs beside it) may have committed since this store opened.
+            let metadata = try store.adoptMetadata(in: txn)
+            let keys = store.keys
             var problems: [CofferError] = []
             var records: [(table: String, key: [UInt8], tag: [UInt8])] = []
             for db in databases {
