@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // C libraries, from Debian's libsodium-dev and liblmdb-dev.
@@ -41,6 +42,13 @@ let package = Package(
             dependencies: ["CSodium", "CofferCore"]
         ),
 
+        // Connection types: the registry (built in and from an operator's file), the check of a connection
+        // against its type, templates, and how a step uses a typed connection (environment, curl config).
+        .target(
+            name: "CofferConnections",
+            dependencies: ["CofferCore", "CofferCrypto"]
+        ),
+
         // The LMDB layer and the connection store: the only importer of LMDB.
         .target(
             name: "CofferStore",
@@ -57,6 +65,7 @@ let package = Package(
         .target(
             name: "CofferWire",
             dependencies: [
+                "CofferConnections",
                 "CofferCore",
                 "CofferCrypto",
                 "CCofferShims",
@@ -72,6 +81,7 @@ let package = Package(
             name: "CofferServer",
             dependencies: [
                 "CCofferShims",
+                "CofferConnections",
                 "CofferCore",
                 "CofferCrypto",
                 "CofferStore",
@@ -86,7 +96,7 @@ let package = Package(
         // The client library any Swift worker or admin tool can import; blocking calls on a Unix socket.
         .target(
             name: "CofferClient",
-            dependencies: ["CofferCore", "CofferCrypto", "CofferWire"]
+            dependencies: ["CofferConnections", "CofferCore", "CofferCrypto", "CofferWire"]
         ),
 
         // What both command lines share: the error reporter and the parsing of durations.
@@ -103,6 +113,7 @@ let package = Package(
             name: "cofferd",
             dependencies: [
                 "CofferCommandLine",
+                "CofferConnections",
                 "CofferCore",
                 "CofferCrypto",
                 "CofferStore",
@@ -127,10 +138,12 @@ let package = Package(
             dependencies: [
                 "CofferClient",
                 "CofferCommandLine",
+                "CofferConnections",
                 "CofferCrypto",
                 "CofferCore",
                 "CofferWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
             ]
         ),
 
@@ -144,6 +157,10 @@ let package = Package(
         .testTarget(
             name: "CofferCoreTests",
             dependencies: ["CofferCore"]
+        ),
+        .testTarget(
+            name: "CofferConnectionsTests",
+            dependencies: ["CofferConnections", "CofferCrypto", "CofferCore"]
         ),
         .testTarget(
             name: "CofferCryptoTests",
@@ -175,6 +192,7 @@ let package = Package(
             name: "CofferdTests",
             dependencies: [
                 "CofferTestSupport", "CofferClient", "CofferWire", "CofferCrypto", "CofferCore", "CofferStore",
+                "CofferConnections",
             ]
         ),
     ],

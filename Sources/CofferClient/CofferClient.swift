@@ -1,3 +1,4 @@
+import CofferConnections
 import CofferCore
 import CofferCrypto
 import CofferWire
@@ -24,11 +25,20 @@ public struct CofferAdminClient: Sendable {
         return (Array(result.publicKey), id)
     }
 
-    /// Seals each value to the daemon's public key and creates the connection.
+    /// Seals each secret value to the daemon's public key and creates the connection: `publicFields` travel in
+    /// clear, `variant` names the type's auth variant (nil for its default). cofferd checks the whole connection
+    /// against its type.
     @discardableResult
-    public func put(_ ref: ConnectionRef, values: [FieldName: SecretBytes]) throws(CofferError) -> ConnectionInfo {
+    public func put(
+        _ ref: ConnectionRef,
+        variant: String? = nil,
+        publicFields: [FieldName: String] = [:],
+        values: [FieldName: SecretBytes]
+    ) throws(CofferError) -> ConnectionInfo {
         var request = Coffer_V1_PutRequest()
         request.connection = ref.description
+        request.variant = variant ?? ""
+        request.publicFields = [Coffer_V1_PublicField](publicFields)
         (request.keyID, request.fields) = try seal(values)
         return try socket.perform(.put(request)) { r throws(CofferError) in
             guard case .put(let v) = r else { throw unexpected() }
@@ -41,6 +51,8 @@ public struct CofferAdminClient: Sendable {
     @discardableResult
     public func overwrite(
         _ ref: ConnectionRef,
+        variant: String? = nil,
+        publicFields: [FieldName: String] = [:],
         values: [FieldName: SecretBytes],
         expectedVersion: UInt64? = nil
     )
@@ -48,11 +60,55 @@ public struct CofferAdminClient: Sendable {
     {
         var request = Coffer_V1_OverwriteRequest()
         request.connection = ref.description
+        request.variant = variant ?? ""
+        request.publicFields = [Coffer_V1_PublicField](publicFields)
         request.expectedVersion = expectedVersion ?? 0
         (request.keyID, request.fields) = try seal(values)
         return try socket.perform(.overwrite(request)) { r throws(CofferError) in
             guard case .overwrite(let v) = r else { throw unexpected() }
             return try ConnectionInfo(v.connection)
+        }
+    }
+
+    /// Changes some fields: sets `setPublic`, replaces (or adds) the secret fields in `setSecret`, removes the
+    /// optional fields in `remove`; every secret not named is kept. With `expectedVersion`, only at that version.
+    @discardableResult
+    public func update(
+        _ ref: ConnectionRef,
+        setPublic: [FieldName: String] = [:],
+        setSecret: [FieldName: SecretBytes] = [:],
+        remove: [FieldName] = [],
+        expectedVersion: UInt64? = nil
+    ) throws(CofferError) -> ConnectionInfo {
+        var request = Coffer_V1_UpdateRequest()
+        request.connection = ref.description
+        request.setPublic = [Coffer_V1_PublicField](setPublic)
+        if !setSecret.isEmpty { (request.keyID, request.setSecret) = try seal(setSecret) }
+        request.remove = remove.map(\.rawValue)
+        request.expectedVersion = expectedVersion ?? 0
+        return try socket.perform(.update(request)) { r throws(CofferError) in
+            guard case .update(let v) = r else { throw unexpected() }
+            return try ConnectionInfo(v.connection)
+        }
+    }
+
+    /// One connection's type, variant, public fields, which secret fields are set, version and grants.
+    public func describe(_ ref: ConnectionRef) throws(CofferError) -> ConnectionInfo {
+        var request = Coffer_V1_DescribeRequest()
+        request.connection = ref.description
+        return try socket.perform(.describe(request)) { r throws(CofferError) in
+            guard case .describe(let v) = r else { throw unexpected() }
+            return try ConnectionInfo(v.connection)
+        }
+    }
+
+    /// The connection types cofferd knows, by name.
+    public func types() throws(CofferError) -> [ConnectionType] {
+        try socket.perform(.listTypes(Coffer_V1_ListTypesRequest())) { r throws(CofferError) in
+            guard case .listTypes(let v) = r else { throw unexpected() }
+            var types: [ConnectionType] = []
+            for type in v.types { types.append(try ConnectionType(type)) }
+            return types
         }
     }
 
@@ -187,7 +243,7 @@ public struct CofferWorkerClient: Sendable {
         socket = try CofferSocket(socketPath: socketPath, timeout: timeout)
     }
 
-    /// The connection's values, with its version.
+    /// The connection's values, typed: secret fields in `fields`, public ones in `shape.publicFields`.
     public func get(_ ref: ConnectionRef, token: SecretBytes) throws(CofferError) -> ConnectionValues {
         var request = Coffer_V1_GetRequest()
         request.connection = ref.description

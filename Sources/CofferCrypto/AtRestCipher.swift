@@ -11,12 +11,23 @@ public struct FieldBinding: Sendable {
     /// The random id a connection gets when it is put (16 bytes); nil only for values of format 1, which
     /// predate it and are read only to migrate them.
     public var incarnation: [UInt8]?
+    /// The connection's type version, variant and public fields: a typed connection's public configuration
+    /// (its base URL, say) is bound into every secret value, so that changing it in storage makes the next
+    /// read fail instead of pointing a token at another server. Untyped connections bind nothing more.
+    public var shape: ConnectionShape
 
-    public init(connection: ConnectionRef, field: FieldName, recordVersion: UInt64, incarnation: [UInt8]?) {
+    public init(
+        connection: ConnectionRef,
+        field: FieldName,
+        recordVersion: UInt64,
+        incarnation: [UInt8]?,
+        shape: ConnectionShape = .untyped
+    ) {
         self.connection = connection
         self.field = field
         self.recordVersion = recordVersion
         self.incarnation = incarnation
+        self.shape = shape
     }
 }
 
@@ -24,7 +35,8 @@ public struct FieldBinding: Sendable {
 ///
 /// A stored value is `format (1) | key id (8) | nonce (24) | ciphertext and tag`; the key id names the
 /// generation. The additional data is a length-prefixed encoding of a label, the format, the key id, the
-/// connection's type and name, the field name, the record version and (from format 2) the incarnation.
+/// connection's type and name, the field name, the record version, (from format 2) the incarnation and, for a
+/// typed connection, its type version, variant and public fields.
 extension KeyRing {
     /// The stored-value format this build writes.
     public static let atRestFormat: UInt8 = 2
@@ -146,6 +158,22 @@ extension KeyRing {
         append(binding.field.rawValue)
         ad += (0..<8).reversed().map { UInt8(truncatingIfNeeded: binding.recordVersion >> ($0 * 8)) }
         if format >= 2, let incarnation = binding.incarnation { ad += incarnation }
+        let shape = binding.shape
+        if format >= 2, !shape.isUntyped {
+            func appendLong(_ text: String) {
+                let bytes = Array(text.utf8)
+                ad += (0..<4).reversed().map { UInt8(truncatingIfNeeded: bytes.count >> ($0 * 8)) }
+                ad += bytes
+            }
+            append("typed")
+            ad += (0..<4).reversed().map { UInt8(truncatingIfNeeded: shape.typeVersion >> ($0 * 8)) }
+            append(shape.variant)
+            appendLong(String(shape.publicFields.count))
+            for (name, value) in shape.publicFields.sorted(by: { $0.key < $1.key }) {
+                append(name.rawValue)
+                appendLong(value)
+            }
+        }
         return ad
     }
 }

@@ -7,19 +7,44 @@ import CofferCore
 public struct ConnectionValues: Sendable {
     public var ref: ConnectionRef
     public var version: UInt64
-    /// Each field's value, in secret storage.
+    /// Each secret field's value, in secret storage.
     public var fields: [FieldName: SecretBytes]
+    /// Its type's version and variant, and its public fields.
+    public var shape: ConnectionShape
+    /// The environment variable the type maps a field to, for the fields that have one.
+    public var environment: [FieldName: String]
 
-    public init(ref: ConnectionRef, version: UInt64, fields: [FieldName: SecretBytes]) {
+    public init(
+        ref: ConnectionRef,
+        version: UInt64,
+        fields: [FieldName: SecretBytes],
+        shape: ConnectionShape = .untyped,
+        environment: [FieldName: String] = [:]
+    ) {
         self.ref = ref
         self.version = version
         self.fields = fields
+        self.shape = shape
+        self.environment = environment
     }
+
+    /// A field's value, public or secret, as text; nil when the connection has no such field or it is not
+    /// UTF-8.
+    public func text(of name: FieldName) -> String? {
+        if let value = shape.publicFields[name] { return value }
+        return fields[name]?.withUnsafeBytes { String(validating: $0, as: UTF8.self) }
+    }
+
+    /// Every field's name, public and secret, sorted.
+    public var fieldNames: [FieldName] { (Array(fields.keys) + Array(shape.publicFields.keys)).sorted() }
+
+    /// The type it is served as: `generic` for a connection stored before types.
+    public var servedType: String { shape.isUntyped ? "generic" : ref.type }
 }
 
 extension ConnectionValues: CustomStringConvertible {
     public var description: String {
-        "ConnectionValues(\(ref), version \(version), fields: \(fields.keys.sorted().map(\.rawValue)), values <redacted>)"
+        "ConnectionValues(\(ref), version \(version), fields: \(fieldNames.map(\.rawValue)), values <redacted>)"
     }
 }
 

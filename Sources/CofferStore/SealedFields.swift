@@ -7,7 +7,7 @@ public struct SealedFields: Sendable {
 
     public init(_ values: [FieldName: SealedValue]) { self.values = values }
 
-    /// Checks the shape and sizes against `limits`, then opens every value: sealed to the active generation's
+    /// Checks the sizes against `limits`, then opens every value: sealed to the active generation's
     /// key, or to an earlier one that `accepting` still takes. Runs outside any transaction: opening a sealed
     /// box is the costly part of a write.
     public func open(
@@ -15,9 +15,6 @@ public struct SealedFields: Sendable {
         limits: StoreLimits,
         accepting: (KeyGeneration) -> Bool = { _ in false }
     ) throws(CofferError) -> OpenedFields {
-        guard !values.isEmpty else {
-            throw CofferError(.invalidArgument, "a connection needs at least one field")
-        }
         guard values.count <= limits.maxFields else {
             throw CofferError(
                 .invalidArgument,
@@ -52,4 +49,12 @@ public struct SealedFields: Sendable {
 /// A write's fields opened and checked, sorted by name, ready to be encrypted at rest.
 public struct OpenedFields: Sendable {
     let values: [(FieldName, SecretBytes)]
+
+    init(values: [(FieldName, SecretBytes)]) { self.values = values }
+
+    /// Fields checked by the caller (against the connection's type), to be stored as they are.
+    public init(_ fields: [FieldName: SecretBytes]) { values = fields.sorted { $0.key < $1.key } }
+
+    /// Each field's opened value.
+    public var fields: [FieldName: SecretBytes] { Dictionary(uniqueKeysWithValues: values) }
 }

@@ -31,7 +31,16 @@ public struct StoreWriter {
 
     /// Creates a connection; ALREADY_EXISTS if it exists. Grants left by an earlier connection of the same
     /// name go, so a new connection starts ungranted.
-    public func put(_ ref: ConnectionRef, _ values: OpenedFields) throws -> ConnectionInfo {
+    public func put(
+        _ ref: ConnectionRef,
+        _ values: OpenedFields,
+        shape: ConnectionShape = .untyped
+    ) throws
+        -> ConnectionInfo
+    {
+        guard !values.values.isEmpty || !shape.publicFields.isEmpty else {
+            throw CofferError(.invalidArgument, "a connection needs at least one field")
+        }
         if try tables.connections.record(ref, txn) != nil {
             throw CofferError(.alreadyExists, "connection \(ref) already exists; overwrite it to change its values")
         }
@@ -39,6 +48,7 @@ public struct StoreWriter {
         let record = ConnectionTable.seal(
             ref,
             values.values,
+            shape: shape,
             version: 1,
             incarnation: SecureRandom.bytes(KeyRing.incarnationLength),
             created: time,
@@ -55,15 +65,20 @@ public struct StoreWriter {
     public func overwrite(
         _ ref: ConnectionRef,
         _ values: OpenedFields,
+        shape: ConnectionShape = .untyped,
         expectedVersion: UInt64?
     ) throws
         -> ConnectionInfo
     {
+        guard !values.values.isEmpty || !shape.publicFields.isEmpty else {
+            throw CofferError(.invalidArgument, "a connection needs at least one field")
+        }
         let current = try tables.connections.existing(ref, txn)
         try Self.check(ref, current, expectedVersion: expectedVersion)
         let record = ConnectionTable.seal(
             ref,
             values.values,
+            shape: shape,
             version: current.version + 1,
             incarnation: ConnectionTable.incarnation(of: current) ?? SecureRandom.bytes(KeyRing.incarnationLength),
             created: current.createdUnixMs,
@@ -72,6 +87,27 @@ public struct StoreWriter {
         )
         try tables.connections.write(ref, record, txn)
         return ConnectionTable.info(ref, record, grants: try tables.grants.active(ref, txn))
+    }
+
+    /// The shape of the connection at `ref` (NOT_FOUND when there is none), for a write that is checked against
+    /// what it replaces.
+    public func shape(of ref: ConnectionRef) throws -> ConnectionShape {
+        try ConnectionTable.shape(ref, try tables.connections.existing(ref, txn))
+    }
+
+    /// Changes some of a connection's fields and raises its version by one: `change` gets the current values
+    /// (decrypted in memory) and returns the whole new connection, which is encrypted again for the new version.
+    /// NOT_FOUND when it does not exist, FAILED_PRECONDITION when `expectedVersion` is given and is not the
+    /// current version.
+    public func update(
+        _ ref: ConnectionRef,
+        expectedVersion: UInt64?,
+        _ change: (ConnectionValues) throws -> (OpenedFields, ConnectionShape)
+    ) throws -> ConnectionInfo {
+        let current = try tables.connections.existing(ref, txn)
+        try Self.check(ref, current, expectedVersion: expectedVersion)
+        let (values, shape) = try change(try ConnectionTable.open(ref, current, keys: store.keys))
+        return try overwrite(ref, values, shape: shape, expectedVersion: current.version)
     }
 
     /// Deletes a connection and turns its grants into tombstones. NOT_FOUND when it does not exist,

@@ -1,3 +1,4 @@
+import CofferConnections
 import CofferCore
 import CofferCrypto
 import Foundation
@@ -60,6 +61,9 @@ extension Coffer_V1_Request.OneOf_Operation {
         case .rotateKey: .rotateKey
         case .keyStatus: .keyStatus
         case .retireKey: .retireKey
+        case .update: .update
+        case .describe: .describe
+        case .listTypes: .listTypes
         }
     }
 }
@@ -75,6 +79,33 @@ extension Coffer_V1_ConnectionInfo {
         createdUnixMs = info.created.unixMillis
         updatedUnixMs = info.updated.unixMillis
         grants = info.grants.map(\.rawValue)
+        typeVersion = info.shape.typeVersion
+        variant = info.shape.variant
+        publicFields = [Coffer_V1_PublicField](info.shape.publicFields)
+        secretFields = info.secretFields.map(\.rawValue)
+    }
+}
+
+extension [Coffer_V1_PublicField] {
+    /// Public fields, sorted by name.
+    public init(_ fields: [FieldName: String]) {
+        self = fields.sorted { $0.key < $1.key }.map { name, value in
+            var field = Coffer_V1_PublicField()
+            field.name = name.rawValue
+            field.value = value
+            return field
+        }
+    }
+
+    /// The fields by name; INVALID_ARGUMENT for a malformed name or one sent twice.
+    public func fields() throws(CofferError) -> [FieldName: String] {
+        var result: [FieldName: String] = [:]
+        for field in self {
+            let name = try FieldName(field.name)
+            guard result[name] == nil else { throw CofferError(.invalidArgument, "field \(name) appears twice") }
+            result[name] = field.value
+        }
+        return result
     }
 }
 
@@ -88,7 +119,12 @@ extension ConnectionInfo {
                 version: wire.version,
                 created: Date(unixMillis: wire.createdUnixMs),
                 updated: Date(unixMillis: wire.updatedUnixMs),
-                grants: try wire.grants.map(WorkflowName.init)
+                grants: try wire.grants.map(WorkflowName.init),
+                shape: ConnectionShape(
+                    typeVersion: wire.typeVersion,
+                    variant: wire.variant,
+                    publicFields: try wire.publicFields.fields()
+                )
             )
         } catch {
             throw CofferError(.internal, "cofferd sent a malformed connection", cause: error)
@@ -101,25 +137,130 @@ extension Coffer_V1_GetResponse {
         self.init()
         connection = values.ref.description
         version = values.version
-        fields = values.fields.sorted { $0.key < $1.key }.map { name, value in
+        typeVersion = values.shape.typeVersion
+        variant = values.shape.variant
+        var fields = values.fields.map { name, value in
             var field = Coffer_V1_Field()
             field.name = name.rawValue
             field.value = value.withUnsafeBytes { Data($0) }
+            field.environment = values.environment[name] ?? ""
             return field
         }
+        for (name, value) in values.shape.publicFields {
+            var field = Coffer_V1_Field()
+            field.name = name.rawValue
+            field.value = Data(value.utf8)
+            field.public = true
+            field.environment = values.environment[name] ?? ""
+            fields.append(field)
+        }
+        self.fields = fields.sorted { $0.name < $1.name }
     }
 }
 
 extension ConnectionValues {
-    /// Reads a Get's answer; the values move into secret storage.
+    /// Reads a Get's answer; the secret values move into secret storage.
     public init(_ wire: Coffer_V1_GetResponse) throws(CofferError) {
         do {
             var fields: [FieldName: SecretBytes] = [:]
-            for field in wire.fields { fields[try FieldName(field.name)] = SecretBytes(copying: field.value) }
-            self.init(ref: try ConnectionRef(parsing: wire.connection), version: wire.version, fields: fields)
+            var publicFields: [FieldName: String] = [:]
+            var environment: [FieldName: String] = [:]
+            for field in wire.fields {
+                let name = try FieldName(field.name)
+                if field.public {
+                    publicFields[name] = String(decoding: field.value, as: UTF8.self)
+                } else {
+                    fields[name] = SecretBytes(copying: field.value)
+                }
+                if !field.environment.isEmpty { environment[name] = field.environment }
+            }
+            self.init(
+                ref: try ConnectionRef(parsing: wire.connection),
+                version: wire.version,
+                fields: fields,
+                shape: ConnectionShape(
+                    typeVersion: wire.typeVersion,
+                    variant: wire.variant,
+                    publicFields: publicFields
+                ),
+                environment: environment
+            )
         } catch {
             throw CofferError(.internal, "cofferd sent a malformed connection", cause: error)
         }
+    }
+}
+
+// MARK: Connection types
+
+extension Coffer_V1_ConnectionType {
+    public init(_ type: ConnectionType) {
+        self.init()
+        name = type.name
+        version = type.version
+        description_p = type.description
+        variants = type.variants.map { variant in
+            var wire = Coffer_V1_ConnectionVariant()
+            wire.name = variant.name
+            wire.description_p = variant.description
+            wire.requiresOneOf = variant.requiresOneOf
+            wire.fields = variant.fields.map { spec in
+                var field = Coffer_V1_FieldSpec()
+                field.name = spec.name
+                field.secret = spec.secret
+                field.required = spec.required
+                field.format = spec.format.rawValue
+                field.values = spec.values
+                field.pattern = spec.pattern ?? ""
+                field.maxLength = UInt32(clamping: spec.maxLength)
+                field.generated = spec.generated
+                field.citable = spec.citable
+                field.environment = spec.environment ?? ""
+                field.description_p = spec.description
+                return field
+            }
+            return wire
+        }
+    }
+}
+
+extension ConnectionType {
+    /// Reads what cofferd sent; an unknown format is cofferd's failure, INTERNAL.
+    public init(_ wire: Coffer_V1_ConnectionType) throws(CofferError) {
+        var variants: [Variant] = []
+        for variant in wire.variants {
+            var fields: [FieldSpec] = []
+            for field in variant.fields {
+                guard let format = FieldFormat(rawValue: field.format) else {
+                    throw CofferError(.internal, "cofferd sent a field of an unknown format")
+                }
+                fields.append(
+                    FieldSpec(
+                        field.name,
+                        secret: field.secret,
+                        required: field.required,
+                        format: format,
+                        values: field.values,
+                        pattern: field.pattern.isEmpty ? nil : field.pattern,
+                        maxLength: Int(field.maxLength),
+                        generated: field.generated,
+                        citable: field.citable,
+                        environment: field.environment.isEmpty ? nil : field.environment,
+                        description: field.description_p
+                    )
+                )
+            }
+            variants.append(
+                Variant(
+                    name: variant.name,
+                    description: variant.description_p,
+                    fields: fields,
+                    requiresOneOf: variant.requiresOneOf
+                )
+            )
+        }
+        guard !variants.isEmpty else { throw CofferError(.internal, "cofferd sent a type without variants") }
+        self.init(name: wire.name, version: wire.version, description: wire.description_p, variants: variants)
     }
 }
 

@@ -12,15 +12,18 @@ struct Coffer: ParsableCommand {
         commandName: "coffer",
         abstract: "Put, grant and get Coffer connections through cofferd.",
         discussion: """
-            Values are read from stdin or a file as a JSON object of strings, sealed to cofferd's public key, and \
-            never read back by admins. Workers get them with a workflow token from COFFER_TOKEN or --token-file. \
+            A connection's type is the first part of its name (aws/my-aws-account); coffer types lists the types \
+            and their fields. Fields are read from stdin or a file as a JSON object of strings, or asked for one \
+            by one when stdin is a terminal. Secret values are sealed to cofferd's public key and never read back \
+            by admins; public fields (a base URL, a region, a username) are configuration admins may read back. \
+            Workers get connections with a workflow token from COFFER_TOKEN or --token-file. \
             Before sending anything, coffer checks through the kernel that the socket's listener runs as the uid \
             in COFFER_SERVER_UID or, without it, as the owner of the socket's directory (or as root).
             \(ErrorReporter.exitStatusHelp)
             """,
         subcommands: [
-            Put.self, Overwrite.self, Delete.self, List.self, Grant.self, Revoke.self, Token.self, Audit.self,
-            Health.self, Get.self, Key.self,
+            Types.self, Put.self, Overwrite.self, Update.self, Delete.self, List.self, Describe.self, Grant.self,
+            Revoke.self, Token.self, Audit.self, Health.self, Get.self, Resolve.self, Exec.self, Key.self,
         ]
     )
 
@@ -43,151 +46,7 @@ struct SocketOptions: ParsableArguments {
     func worker() throws(CofferError) -> CofferWorkerClient { try CofferWorkerClient(socketPath: workerSocket) }
 }
 
-/// Where a put or an overwrite reads its fields.
-struct ValueInput: ParsableArguments {
-    @Option(name: .customLong("from-file"), help: "Read the JSON object of fields from this file instead of stdin.")
-    var fromFile: String?
-
-    /// The largest input read: a connection at its limits, JSON-escaped.
-    static let maxInputBytes = 8 * 1024 * 1024
-
-    func read() throws(CofferError) -> [FieldName: SecretBytes] {
-        let source = fromFile ?? "stdin"
-        let data: Data
-        do {
-            if let fromFile {
-                data = try Data(contentsOf: URL(fileURLWithPath: fromFile))
-            } else {
-                if isatty(STDIN_FILENO) == 1 {
-                    // Typed values do not echo in argv or history this way, but the terminal shows them.
-                    FileHandle.standardError.write(
-                        Data(
-                            "coffer: reading the fields as a JSON object from stdin; end with Ctrl-D\n".utf8
-                        )
-                    )
-                }
-                data = FileHandle.standardInput.readDataToEndOfFile()
-            }
-        } catch {
-            throw CofferError(.invalidArgument, "cannot read \(source)")
-        }
-        guard data.count <= Self.maxInputBytes else {
-            throw CofferError(.invalidArgument, "\(source) is larger than \(Self.maxInputBytes) bytes")
-        }
-        // Never quote the input in an error: it holds secret values.
-        let shape =
-            "\(source) must hold a JSON object of strings, such as {\"username\": \"...\", \"password\": \"...\"}"
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw CofferError(.invalidArgument, shape)
-        }
-        guard !object.isEmpty else { throw CofferError(.invalidArgument, "\(source) names no fields") }
-        var values: [FieldName: SecretBytes] = [:]
-        for (name, value) in object {
-            guard let text = value as? String else {
-                throw CofferError(.invalidArgument, "field \(try FieldName(name)) is not a string; \(shape)")
-            }
-            values[try FieldName(name)] = SecretBytes(utf8: text)
-        }
-        return values
-    }
-}
-
 extension Coffer {
-    struct Put: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Create a connection from a JSON object of fields on stdin."
-        )
-
-        @Argument(help: "The connection, type/name.") var connection: String
-        @OptionGroup var input: ValueInput
-        @OptionGroup var sockets: SocketOptions
-
-        func run() throws {
-            try reporting {
-                let ref = try ConnectionRef(parsing: connection)
-                let values = try input.read()
-                let info = try sockets.admin().put(ref, values: values)
-                print(
-                    "put \(info.ref) version \(info.version) with fields \(info.fields.map(\.rawValue).joined(separator: ", "))"
-                )
-            }
-        }
-    }
-
-    struct Overwrite: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Replace all of a connection's fields from a JSON object on stdin."
-        )
-
-        @Argument(help: "The connection, type/name.") var connection: String
-        @Option(name: .customLong("expect-version"), help: "Only if the connection is at this version.")
-        var expectVersion: UInt64?
-        @OptionGroup var input: ValueInput
-        @OptionGroup var sockets: SocketOptions
-
-        func run() throws {
-            try reporting {
-                let ref = try ConnectionRef(parsing: connection)
-                let values = try input.read()
-                let info = try sockets.admin().overwrite(ref, values: values, expectedVersion: expectVersion)
-                print("overwrote \(info.ref), now version \(info.version)")
-            }
-        }
-    }
-
-    struct Delete: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Delete a connection and its grants.")
-
-        @Argument(help: "The connection, type/name.") var connection: String
-        @Option(name: .customLong("expect-version"), help: "Only if the connection is at this version.")
-        var expectVersion: UInt64?
-        @OptionGroup var sockets: SocketOptions
-
-        func run() throws {
-            try reporting {
-                let ref = try ConnectionRef(parsing: connection)
-                try sockets.admin().delete(ref, expectedVersion: expectVersion)
-                print("deleted \(ref)")
-            }
-        }
-    }
-
-    struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "List connections: names, fields, versions, grants; never values."
-        )
-
-        @Flag(help: "Print JSON.") var json = false
-        @OptionGroup var sockets: SocketOptions
-
-        func run() throws {
-            try reporting {
-                let connections = try sockets.admin().list()
-                if json {
-                    printJSON(
-                        connections.map { info -> [String: Any] in
-                            [
-                                "connection": info.ref.description, "fields": info.fields.map(\.rawValue),
-                                "version": info.version, "created": info.created.formatted(.iso8601),
-                                "updated": info.updated.formatted(.iso8601), "grants": info.grants.map(\.rawValue),
-                            ]
-                        }
-                    )
-                    return
-                }
-                var rows = [["CONNECTION", "VERSION", "FIELDS", "GRANTS", "UPDATED"]]
-                for info in connections {
-                    let grants = info.grants.map(\.rawValue).joined(separator: ",")
-                    rows.append([
-                        info.ref.description, "\(info.version)", info.fields.map(\.rawValue).joined(separator: ","),
-                        dash(grants), info.updated.formatted(.iso8601),
-                    ])
-                }
-                printTable(rows)
-            }
-        }
-    }
-
     struct Grant: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Let a workflow get a connection.")
 
@@ -415,60 +274,6 @@ extension Coffer {
                     throw CofferError(.unavailable, "cofferd is not serving")
                 }
             }
-        }
-    }
-
-    struct Get: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Get a connection's values on the worker socket with a workflow token.",
-            discussion:
-                "The token comes from --token-file or COFFER_TOKEN, never from argv. Prints the fields as a JSON object, or with --field one field's raw value."
-        )
-
-        @Argument(help: "The connection, type/name.") var connection: String
-        @Option(help: "Print only this field's raw value.") var field: String?
-        @Option(name: .customLong("token-file"), help: "Read the workflow token from this file.") var tokenFile: String?
-        @OptionGroup var sockets: SocketOptions
-
-        func run() throws {
-            try reporting {
-                let ref = try ConnectionRef(parsing: connection)
-                let fieldName = try field.map { text throws(CofferError) in try FieldName(text) }
-                let token = try readToken()
-                let result = try sockets.worker().get(ref, token: token)
-                if let fieldName {
-                    guard let value = result.fields[fieldName] else {
-                        throw CofferError(.notFound, "connection \(ref) has no field \(fieldName)")
-                    }
-                    value.withUnsafeBytes { FileHandle.standardOutput.write(Data($0)) }
-                    return
-                }
-                var object: [String: String] = [:]
-                for (name, value) in result.fields {
-                    guard let text = value.withUnsafeBytes({ String(validating: $0, as: UTF8.self) }) else {
-                        throw CofferError(
-                            .failedPrecondition,
-                            "field \(name) is not UTF-8 text; print it with --field \(name)"
-                        )
-                    }
-                    object[name.rawValue] = text
-                }
-                printJSON(object)
-            }
-        }
-
-        private func readToken() throws(CofferError) -> SecretBytes {
-            if let tokenFile {
-                guard let data = FileManager.default.contents(atPath: tokenFile) else {
-                    throw CofferError(.invalidArgument, "cannot read token file \(tokenFile)")
-                }
-                let trimmed = data.prefix { $0 != UInt8(ascii: "\n") && $0 != UInt8(ascii: "\r") }
-                return SecretBytes(copying: trimmed)
-            }
-            if let token = ProcessInfo.processInfo.environment["COFFER_TOKEN"], !token.isEmpty {
-                return SecretBytes(utf8: token)
-            }
-            throw CofferError(.unauthenticated, "no workflow token: set COFFER_TOKEN or pass --token-file PATH")
         }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CofferConnections
 import CofferCore
 import CofferCrypto
 import CofferServer
@@ -110,6 +111,13 @@ extension Cofferd {
             help: "After a key rotation, take values sealed to the previous key for this many seconds."
         )
         var sealedKeyGrace: Int = Int(StoreConfiguration.defaultSealedKeyGrace.wholeSeconds)
+
+        @Option(
+            name: .customLong("types"),
+            help:
+                "A JSON file declaring further connection types ({\"types\": [...]}, as coffer types --json prints them)."
+        )
+        var typesFile: String?
 
         @Option(name: .customLong("event-loops"), help: "Threads that serve clients.")
         var eventLoops: Int = defaults.eventLoops
@@ -261,6 +269,7 @@ extension Cofferd {
             configuration.writeTimeout = .seconds(writeTimeout)
             configuration.shutdownGrace = .seconds(shutdownGrace)
             configuration.eventLoops = eventLoops
+            if let typesFile { configuration.types = try TypeRegistry.load(file: typesFile) }
             return configuration
         }
 

@@ -22,8 +22,8 @@ import Testing
     @Test func aRotationServesTheNewKeyAtOnceAndTheServiceMovesEveryRecord() async throws {
         let server = try InProcessServer()
         let canary = Canary("rotation")
-        let token = try await server.granted("aws/prod", ["secret": canary.text])
-        for n in 0..<20 { _ = try await server.call(try server.put("http/api-\(n)", ["token": "t\(n)"])) }
+        let token = try await server.granted("generic/aws-prod", ["secret": canary.text])
+        for n in 0..<20 { _ = try await server.call(try server.put("generic/http-api-\(n)", ["token": "t\(n)"])) }
         // A token that outlives the grace period, so that it holds generation 1.
         _ = try await server.call(InProcessServer.issue("w", ttl: 3 * 86_400))
         let before = server.store.keys.keyID
@@ -53,7 +53,10 @@ import Testing
         defer { running.cancel() }
         var gets = 0
         while !(try await keyStatus(server).reencryption.done) {
-            let got = try await server.call(InProcessServer.get("aws/prod", token: token), as: InProcessServer.worker)
+            let got = try await server.call(
+                InProcessServer.get("generic/aws-prod", token: token),
+                as: InProcessServer.worker
+            )
             #expect(got.status.code == .ok, "\(got.status.message)")
             gets += 1
             try await Task.sleep(for: .milliseconds(5))
@@ -65,7 +68,10 @@ import Testing
         #expect(status.generations[1].fields == 21)
         #expect(status.generations[0].liveTokens == 2)
         #expect(status.reencryption.recordsCurrent == status.reencryption.recordsTotal)
-        let got = try await server.call(InProcessServer.get("aws/prod", token: token), as: InProcessServer.worker)
+        let got = try await server.call(
+            InProcessServer.get("generic/aws-prod", token: token),
+            as: InProcessServer.worker
+        )
         guard case .get(let values)? = got.result else {
             Issue.record("no values after the re-encryption: \(got.status.message)")
             return

@@ -12,8 +12,11 @@ import Testing
     @Test func aConnectionGoesFromPutToGetAndEveryStepIsAudited() async throws {
         let server = try InProcessServer()
         let canary = Canary("pipeline")
-        let token = try await server.granted("aws/prod", ["secret": canary.text])
-        let got = try await server.call(InProcessServer.get("aws/prod", token: token), as: InProcessServer.worker)
+        let token = try await server.granted("generic/aws-prod", ["secret": canary.text])
+        let got = try await server.call(
+            InProcessServer.get("generic/aws-prod", token: token),
+            as: InProcessServer.worker
+        )
         #expect(got.status.code == .ok)
         guard case .get(let values)? = got.result else {
             Issue.record("no values")
@@ -31,14 +34,17 @@ import Testing
 
     @Test func anExpiredTokenIsRefusedWhenTheClockPassesItsExpiry() async throws {
         let server = try InProcessServer()
-        let token = try await server.granted("http/api", ["token": "t"])
+        let token = try await server.granted("generic/http-api", ["token": "t"])
         server.clock.advance(599)
         #expect(
-            try await server.call(InProcessServer.get("http/api", token: token), as: InProcessServer.worker)
+            try await server.call(InProcessServer.get("generic/http-api", token: token), as: InProcessServer.worker)
                 .status.code == .ok
         )
         server.clock.advance(1)
-        let expired = try await server.call(InProcessServer.get("http/api", token: token), as: InProcessServer.worker)
+        let expired = try await server.call(
+            InProcessServer.get("generic/http-api", token: token),
+            as: InProcessServer.worker
+        )
         #expect(expired.status.code == .unauthenticated)
         #expect(expired.status.message == "the token has expired")
         #expect(expired.result == nil)
@@ -49,7 +55,7 @@ import Testing
         let onWorker = try await server.call(.list(Coffer_V1_ListRequest()), as: InProcessServer.worker)
         #expect(onWorker.status.code == .permissionDenied)
         #expect(onWorker.status.message.contains("not served on the worker socket"))
-        let getOnAdmin = try await server.call(InProcessServer.get("aws/x", token: "t"))
+        let getOnAdmin = try await server.call(InProcessServer.get("generic/aws-x", token: "t"))
         #expect(getOnAdmin.status.code == .permissionDenied)
         #expect(getOnAdmin.status.message.contains("write-only"))
         let stranger = ClientIdentity(socket: .admin, peer: PeerCredentials(pid: 1, uid: 4242, gid: 4242))
@@ -77,12 +83,12 @@ import Testing
 
     @Test func pipelinedGetsAreServedInOrderInOneTurn() async throws {
         let server = try InProcessServer()
-        let token = try await server.granted("aws/a", ["k": "a"])
-        _ = try await server.call(try server.put("aws/b", ["k": "b"]))
-        _ = try await server.call(InProcessServer.grant("w", "aws/b"))
+        let token = try await server.granted("generic/aws-a", ["k": "a"])
+        _ = try await server.call(try server.put("generic/aws-b", ["k": "b"]))
+        _ = try await server.call(InProcessServer.grant("w", "generic/aws-b"))
         let requests = (0..<16).map { index in
             Coffer_V1_Request(
-                InProcessServer.get(index % 2 == 0 ? "aws/a" : "aws/b", token: token),
+                InProcessServer.get(index % 2 == 0 ? "generic/aws-a" : "generic/aws-b", token: token),
                 id: UInt64(100 + index)
             )
         }
@@ -96,14 +102,14 @@ import Testing
         #expect(values == (0..<16).map { $0 % 2 == 0 ? "a" : "b" })
         let gets = try await server.trail().filter { $0.operation == "Get" }
         #expect(gets.count == 16)
-        #expect(gets.map(\.connection) == (0..<16).map { $0 % 2 == 0 ? "aws/a" : "aws/b" })
+        #expect(gets.map(\.connection) == (0..<16).map { $0 % 2 == 0 ? "generic/aws-a" : "generic/aws-b" })
     }
 
     @Test func aTurnStopsOnceItsAnswersAreLarge() async throws {
         let server = try InProcessServer { $0.maxAnswerBytesPerTurn = 100_000 }
-        let token = try await server.granted("http/big", ["v": String(repeating: "x", count: 60_000)])
+        let token = try await server.granted("generic/http-big", ["v": String(repeating: "x", count: 60_000)])
         let requests = (0..<5).map {
-            Coffer_V1_Request(InProcessServer.get("http/big", token: token), id: UInt64($0 + 1))
+            Coffer_V1_Request(InProcessServer.get("generic/http-big", token: token), id: UInt64($0 + 1))
         }
         let (responses, served) = try await server.turn(requests, as: InProcessServer.worker)
         // Two answers pass the budget; the other three wait for the next turn and are neither served nor audited.
@@ -115,9 +121,12 @@ import Testing
     @Test func aValueIsWithheldWhenItsRecordCannotBeWritten() async throws {
         let server = try InProcessServer()
         let canary = Canary("withheld")
-        let token = try await server.granted("aws/prod", ["secret": canary.text])
+        let token = try await server.granted("generic/aws-prod", ["secret": canary.text])
         server.journal.close()
-        let answer = try await server.call(InProcessServer.get("aws/prod", token: token), as: InProcessServer.worker)
+        let answer = try await server.call(
+            InProcessServer.get("generic/aws-prod", token: token),
+            as: InProcessServer.worker
+        )
         #expect(answer.status.code == .unavailable)
         #expect(answer.status.message.contains("audit trail cannot be written"))
         #expect(answer.result == nil)
@@ -134,10 +143,10 @@ import Testing
 
     @Test func denialsOfUnknownCallersShareOneCountedRecord() async throws {
         let server = try InProcessServer()
-        _ = try await server.granted("aws/prod", ["k": "v"])
+        _ = try await server.granted("generic/aws-prod", ["k": "v"])
         let forged = (0..<20).map {
             Coffer_V1_Request(
-                InProcessServer.get("aws/prod", token: "cft_0123456789abcdef_nothing"),
+                InProcessServer.get("generic/aws-prod", token: "cft_0123456789abcdef_nothing"),
                 id: UInt64($0 + 1)
             )
         }
@@ -152,7 +161,7 @@ import Testing
 
     @Test func pagingTheTrailEndsWhereItStoodWhenTheQueryBegan() async throws {
         let server = try InProcessServer()
-        for index in 0..<5 { _ = try await server.call(try server.put("aws/c\(index)", ["k": "v"])) }
+        for index in 0..<5 { _ = try await server.call(try server.put("generic/aws-c\(index)", ["k": "v"])) }
         let page = try await server.call(InProcessServer.audit(after: 0, limit: 2))
         guard case .audit(let first)? = page.result else {
             Issue.record("no page")
@@ -169,10 +178,10 @@ import Testing
     @Test func changesFromOneTurnShareACommitAndFailAlone() async throws {
         let server = try InProcessServer()
         let requests = [
-            Coffer_V1_Request(try server.put("aws/a", ["k": "1"])),
-            Coffer_V1_Request(try server.put("aws/a", ["k": "2"])),
-            Coffer_V1_Request(try server.put("aws/b", ["k": "3"])),
-            Coffer_V1_Request(InProcessServer.grant("w", "aws/none")),
+            Coffer_V1_Request(try server.put("generic/aws-a", ["k": "1"])),
+            Coffer_V1_Request(try server.put("generic/aws-a", ["k": "2"])),
+            Coffer_V1_Request(try server.put("generic/aws-b", ["k": "3"])),
+            Coffer_V1_Request(InProcessServer.grant("w", "generic/aws-none")),
         ]
         let (responses, _) = try await server.turn(requests)
         #expect(responses.map(\.status.code) == [.ok, .alreadyExists, .ok, .notFound])

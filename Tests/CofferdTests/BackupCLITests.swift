@@ -16,10 +16,10 @@ import Testing
         let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
         for n in 0..<50 {
             try admin.put(
-                try ConnectionRef(parsing: "aws/c\(n)"),
+                try ConnectionRef(parsing: "generic/aws-c\(n)"),
                 values: [try FieldName("secret"): SecretBytes(utf8: "\(canary.text)-\(n)")]
             )
-            try admin.grant(try WorkflowName("deploy"), try ConnectionRef(parsing: "aws/c\(n)"))
+            try admin.grant(try WorkflowName("deploy"), try ConnectionRef(parsing: "generic/aws-c\(n)"))
         }
         let token = try admin.issueToken(for: try WorkflowName("deploy"), ttl: .seconds(3600)).token
         let tokenText = token.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
@@ -31,9 +31,9 @@ import Testing
             let writer = try? CofferAdminClient(socketPath: daemon.adminSocket)
             var n = 0
             while !stop.isSet {
-                _ = try? worker?.get(try ConnectionRef(parsing: "aws/c\(n % 50)"), token: token)
+                _ = try? worker?.get(try ConnectionRef(parsing: "generic/aws-c\(n % 50)"), token: token)
                 _ = try? writer?.put(
-                    try ConnectionRef(parsing: "http/during-\(n)"),
+                    try ConnectionRef(parsing: "generic/http-during-\(n)"),
                     values: [try FieldName("v"): SecretBytes(utf8: "x")]
                 )
                 n += 1
@@ -64,7 +64,7 @@ import Testing
 
         let restored = try CofferdProcess(dir: dir, name: "restored", dataDirectory: restoredDirectory)
         for n in [0, 17, 49] {
-            let got = try restored.coffer(["get", "aws/c\(n)", "--field", "secret"], token: tokenText)
+            let got = try restored.coffer(["get", "generic/aws-c\(n)", "--field", "secret"], token: tokenText)
             #expect(got.status == 0 && got.stdout == "\(canary.text)-\(n)", "\(got.stderr)")
         }
         #expect(restored.stop() == 0)
@@ -80,11 +80,11 @@ import Testing
         let daemon = try CofferdProcess(dir: dir)
         let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
         let secret = [try FieldName("key"): SecretBytes(utf8: "value")]
-        try admin.put(try ConnectionRef(parsing: "aws/first"), values: secret)
+        try admin.put(try ConnectionRef(parsing: "generic/aws-first"), values: secret)
         let beside = try DataDirectory(daemon.dataDirectory).open(verifying: false)
         defer { beside.close() }
-        try admin.put(try ConnectionRef(parsing: "aws/second"), values: secret)
-        try admin.grant(try WorkflowName("deploy"), try ConnectionRef(parsing: "aws/second"))
+        try admin.put(try ConnectionRef(parsing: "generic/aws-second"), values: secret)
+        try admin.grant(try WorkflowName("deploy"), try ConnectionRef(parsing: "generic/aws-second"))
         #expect(try beside.verificationProblems().map(\.message) == [])
         #expect(try beside.status().connections == 2)
         #expect(daemon.stop() == 0)

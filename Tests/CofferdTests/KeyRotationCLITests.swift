@@ -21,11 +21,11 @@ import Testing
         let count = 600
         for n in 0..<count {
             try admin.put(
-                try ConnectionRef(parsing: "aws/c\(n)"),
+                try ConnectionRef(parsing: "generic/aws-c\(n)"),
                 values: [try FieldName("secret"): SecretBytes(utf8: "\(canary.text)-\(n)")]
             )
         }
-        #expect(try daemon.coffer(["grant", "deploy", "aws/c7"]).status == 0)
+        #expect(try daemon.coffer(["grant", "deploy", "generic/aws-c7"]).status == 0)
         let issued = try json(try daemon.coffer(["token", "issue", "deploy", "--ttl", "1h", "--json"]).stdout)
         let token = try #require(issued["token"] as? String)
         let tokenID = try #require(issued["id"] as? String)
@@ -47,7 +47,7 @@ import Testing
             let shown = try daemon.coffer(["key", "status", "--json"])
             #expect(shown.status == 0, "\(shown.stderr)")
             status = try json(shown.stdout)
-            let got = try daemon.coffer(["get", "aws/c7", "--field", "secret"], token: token)
+            let got = try daemon.coffer(["get", "generic/aws-c7", "--field", "secret"], token: token)
             #expect(got.status == 0 && got.stdout == "\(canary.text)-7", "\(got.stderr)")
             if (status["reencryption"] as? [String: Any])?["done"] as? Bool == true { break }
             usleep(50_000)
@@ -68,7 +68,7 @@ import Testing
         let freshToken = try daemon.coffer(["token", "issue", "deploy"]).stdout.trimmingCharacters(
             in: .whitespacesAndNewlines
         )
-        let got = try daemon.coffer(["get", "aws/c7", "--field", "secret"], token: freshToken)
+        let got = try daemon.coffer(["get", "generic/aws-c7", "--field", "secret"], token: freshToken)
         #expect(got.stdout == "\(canary.text)-7")
         #expect(daemon.stop() == 0)
         everything += daemon.output + retired.stdout + refused.stderr

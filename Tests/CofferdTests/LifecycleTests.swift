@@ -13,7 +13,7 @@ func putFrames(_ admin: CofferAdminClient, prefix: String, count: Int) throws ->
     var frames: [UInt8] = []
     for index in 1...count {
         var put = Coffer_V1_PutRequest()
-        put.connection = "http/\(prefix)\(index)"
+        put.connection = "generic/http-\(prefix)\(index)"
         put.keyID = keyID.hex
         var field = Coffer_V1_SealedField()
         field.name = "v"
@@ -62,7 +62,7 @@ func healthFrames(_ ids: ClosedRange<Int>) throws -> [UInt8] {
         while let answer = try? client.readResponse() { answers.append(answer) }
         #expect(answers.count == 10)
         #expect(answers.allSatisfy { $0.status.code == .ok })
-        #expect(try admin.list().map(\.ref.description) == ["http/half1"])
+        #expect(try admin.list().map(\.ref.description) == ["generic/http-half1"])
     }
 
     @Test func aClientThatNeverReadsStopsBeingRead() throws {
@@ -96,7 +96,7 @@ func healthFrames(_ ids: ClosedRange<Int>) throws -> [UInt8] {
         for (writer, socket, _) in writers {
             while let answer = try? socket.readResponse() {
                 #expect(answer.id != 0, "a request was answered without its id")
-                answered["http/w\(writer)-\(answer.id)"] = answer.status.code
+                answered["generic/http-w\(writer)-\(answer.id)"] = answer.status.code
             }
         }
         #expect(daemon.waitForExit() == 0, "\(daemon.output)")
@@ -106,7 +106,7 @@ func healthFrames(_ ids: ClosedRange<Int>) throws -> [UInt8] {
         for (name, code) in answered where code == .ok {
             #expect(stored.contains(name), "acknowledged \(name) was lost")
         }
-        for name in stored where name != "http/w0-1" {
+        for name in stored where name != "generic/http-w0-1" {
             #expect(answered[name] == .ok, "\(name) was stored without an answer")
         }
     }

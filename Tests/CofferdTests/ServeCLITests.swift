@@ -20,7 +20,7 @@ import Testing
         }
 
         let put = try coffer(
-            ["put", "aws/prod"],
+            ["put", "generic/aws-prod"],
             stdin: #"{"access_key_id": "\#(key.text)", "secret_access_key": "\#(secret.text)"}"#
         )
         #expect(put.status == 0, "\(put.stderr)")
@@ -30,12 +30,12 @@ import Testing
         #expect(list.status == 0)
         let listed = try #require(try json(list.stdout) as? [[String: Any]])
         #expect(listed.count == 1)
-        #expect(listed[0]["connection"] as? String == "aws/prod")
+        #expect(listed[0]["connection"] as? String == "generic/aws-prod")
         #expect(listed[0]["fields"] as? [String] == ["access_key_id", "secret_access_key"])
         #expect(listed[0]["version"] as? Int == 1)
         everything += list.stdout + (try coffer(["list"]).stdout)
 
-        #expect(try coffer(["grant", "deploy", "aws/prod"]).status == 0)
+        #expect(try coffer(["grant", "deploy", "generic/aws-prod"]).status == 0)
         let issued = try coffer(["token", "issue", "deploy", "--ttl", "10m", "--run-id", "run-7", "--json"])
         #expect(issued.status == 0, "\(issued.stderr)")
         let tokenObject = try #require(try json(issued.stdout) as? [String: Any])
@@ -43,28 +43,32 @@ import Testing
         let tokenID = try #require(tokenObject["id"] as? String)
         #expect(tokenObject["expires"] is String)
 
-        let got = try coffer(["get", "aws/prod"], token: token)
+        let got = try coffer(["get", "generic/aws-prod"], token: token)
         #expect(got.status == 0, "\(got.stderr)")
-        let values = try #require(try json(got.stdout) as? [String: String])
-        #expect(values == ["access_key_id": key.text, "secret_access_key": secret.text])
-        let one = try coffer(["get", "aws/prod", "--field", "secret_access_key"], token: token)
+        let typed = try #require(try json(got.stdout) as? [String: Any])
+        #expect(typed["type"] as? String == "generic" && typed["variant"] as? String == "default")
+        #expect(typed["fields"] as? [String: String] == ["access_key_id": key.text, "secret_access_key": secret.text])
+        #expect(typed["secret"] as? [String] == ["access_key_id", "secret_access_key"])
+        let one = try coffer(["get", "generic/aws-prod", "--field", "secret_access_key"], token: token)
         #expect(one.stdout == secret.text)
 
         let overwrite = try coffer(
-            ["overwrite", "aws/prod", "--expect-version", "1"],
+            ["overwrite", "generic/aws-prod", "--expect-version", "1"],
             stdin: #"{"secret_access_key": "\#(newSecret.text)"}"#
         )
         #expect(overwrite.status == 0, "\(overwrite.stderr)")
         #expect(overwrite.stdout.contains("version 2"))
         everything += overwrite.stdout + overwrite.stderr
-        let stale = try coffer(["overwrite", "aws/prod", "--expect-version", "1"], stdin: #"{"a": "b"}"#)
+        let stale = try coffer(["overwrite", "generic/aws-prod", "--expect-version", "1"], stdin: #"{"a": "b"}"#)
         #expect(stale.status == 7)
         #expect(stale.stderr.hasPrefix("coffer: error: "))
-        let regot = try #require(try json(try coffer(["get", "aws/prod"], token: token).stdout) as? [String: String])
-        #expect(regot == ["secret_access_key": newSecret.text])
+        let regot = try #require(
+            try json(try coffer(["get", "generic/aws-prod"], token: token).stdout) as? [String: Any]
+        )
+        #expect(regot["fields"] as? [String: String] == ["secret_access_key": newSecret.text])
 
-        #expect(try coffer(["delete", "aws/prod"]).status == 0)
-        let gone = try coffer(["get", "aws/prod"], token: token)
+        #expect(try coffer(["delete", "generic/aws-prod"]).status == 0)
+        let gone = try coffer(["get", "generic/aws-prod"], token: token)
         #expect(gone.status == 3)
         #expect(gone.stderr.contains("deleted"))
 
@@ -103,9 +107,9 @@ import Testing
 
     @Test func tokensAreCheckedAndWorkflowsConfined() throws {
         let daemon = try CofferdProcess()
-        #expect(try daemon.coffer(["put", "http/api"], stdin: #"{"token": "t"}"#).status == 0)
-        #expect(try daemon.coffer(["put", "http/other"], stdin: #"{"token": "o"}"#).status == 0)
-        #expect(try daemon.coffer(["grant", "deploy", "http/api"]).status == 0)
+        #expect(try daemon.coffer(["put", "generic/http-api"], stdin: #"{"token": "t"}"#).status == 0)
+        #expect(try daemon.coffer(["put", "generic/http-other"], stdin: #"{"token": "o"}"#).status == 0)
+        #expect(try daemon.coffer(["grant", "deploy", "generic/http-api"]).status == 0)
         let deploy = try daemon.coffer(["token", "issue", "deploy"]).stdout.trimmingCharacters(
             in: .whitespacesAndNewlines
         )
@@ -115,31 +119,31 @@ import Testing
         #expect(deploy.hasPrefix("cft_"))
 
         // An ungranted workflow: denied whether or not the connection exists.
-        let ungranted = try daemon.coffer(["get", "http/api"], token: intruder)
-        let missing = try daemon.coffer(["get", "http/nothing"], token: intruder)
+        let ungranted = try daemon.coffer(["get", "generic/http-api"], token: intruder)
+        let missing = try daemon.coffer(["get", "generic/http-nothing"], token: intruder)
         #expect(ungranted.status == 5)
         #expect(missing.status == 5)
         // Granted one connection, not the other.
-        #expect(try daemon.coffer(["get", "http/other"], token: deploy).status == 5)
-        #expect(try daemon.coffer(["get", "http/api"], token: deploy).status == 0)
+        #expect(try daemon.coffer(["get", "generic/http-other"], token: deploy).status == 5)
+        #expect(try daemon.coffer(["get", "generic/http-api"], token: deploy).status == 0)
 
         // Forged, missing and revoked tokens.
-        #expect(try daemon.coffer(["get", "http/api"], token: deploy + "x").status == 6)
-        #expect(try daemon.coffer(["get", "http/api"], token: "cft_0123456789abcdef_nothing").status == 6)
-        let none = try daemon.coffer(["get", "http/api"], token: "")
+        #expect(try daemon.coffer(["get", "generic/http-api"], token: deploy + "x").status == 6)
+        #expect(try daemon.coffer(["get", "generic/http-api"], token: "cft_0123456789abcdef_nothing").status == 6)
+        let none = try daemon.coffer(["get", "generic/http-api"], token: "")
         #expect(none.status == 6)
         #expect(none.stderr.contains("COFFER_TOKEN"))
         let tokenFile = daemon.dir.child("token")
         try deploy.write(toFile: tokenFile, atomically: true, encoding: .utf8)
-        #expect(try daemon.coffer(["get", "http/api", "--token-file", tokenFile]).status == 0)
+        #expect(try daemon.coffer(["get", "generic/http-api", "--token-file", tokenFile]).status == 0)
 
         let issued = try daemon.coffer(["token", "issue", "deploy", "--json"])
         let object = try #require(try JSONSerialization.jsonObject(with: Data(issued.stdout.utf8)) as? [String: Any])
         let token = try #require(object["token"] as? String)
         let id = try #require(object["id"] as? String)
-        #expect(try daemon.coffer(["get", "http/api"], token: token).status == 0)
+        #expect(try daemon.coffer(["get", "generic/http-api"], token: token).status == 0)
         #expect(try daemon.coffer(["token", "revoke", id]).status == 0)
-        let revoked = try daemon.coffer(["get", "http/api"], token: token)
+        let revoked = try daemon.coffer(["get", "generic/http-api"], token: token)
         #expect(revoked.status == 6)
         #expect(revoked.stderr.contains("revoked"))
         // Expiry is tested in process, with a clock the test moves (RequestPipelineTests).
@@ -151,14 +155,17 @@ import Testing
         #expect(onWorker.status == 5)
         #expect(onWorker.stderr.contains("not served on the worker socket"))
         let putOnWorker = try daemon.coffer(
-            ["put", "aws/x", "--admin-socket", daemon.workerSocket],
+            ["put", "generic/aws-x", "--admin-socket", daemon.workerSocket],
             stdin: #"{"a": "b"}"#
         )
         #expect(putOnWorker.status == 5)
-        #expect(try daemon.coffer(["put", "aws/x"], stdin: #"{"a": "b"}"#).status == 0)
-        #expect(try daemon.coffer(["grant", "w", "aws/x"]).status == 0)
+        #expect(try daemon.coffer(["put", "generic/aws-x"], stdin: #"{"a": "b"}"#).status == 0)
+        #expect(try daemon.coffer(["grant", "w", "generic/aws-x"]).status == 0)
         let token = try daemon.coffer(["token", "issue", "w"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        let getOnAdmin = try daemon.coffer(["get", "aws/x", "--worker-socket", daemon.adminSocket], token: token)
+        let getOnAdmin = try daemon.coffer(
+            ["get", "generic/aws-x", "--worker-socket", daemon.adminSocket],
+            token: token
+        )
         #expect(getOnAdmin.status == 5)
         #expect(getOnAdmin.stderr.contains("write-only"))
         #expect(try daemon.coffer(["health"]).status == 0)
@@ -168,13 +175,13 @@ import Testing
         let daemon = try CofferdProcess()
         let canary = Canary("input")
         for (args, stdin, status) in [
-            (["put", "aws/x"], "not json \(canary.text)", Int32(2)),
-            (["put", "aws/x"], #"{"a": 1, "b": "\#(canary.text)"}"#, 2),
-            (["put", "aws/x"], "{}", 2),
-            (["put", "aws/x"], #"{"bad name": "\#(canary.text)"}"#, 2),
+            (["put", "generic/aws-x"], "not json \(canary.text)", Int32(2)),
+            (["put", "generic/aws-x"], #"{"a": 1, "b": "\#(canary.text)"}"#, 2),
+            (["put", "generic/aws-x"], "{}", 2),
+            (["put", "generic/aws-x"], #"{"bad name": "\#(canary.text)"}"#, 2),
             (["put", "AWS/x"], #"{"a": "\#(canary.text)"}"#, 2),
-            (["grant", "bad workflow", "aws/x"], "", 2),
-            (["delete", "aws/nothing"], "", 3),
+            (["grant", "bad workflow", "generic/aws-x"], "", 2),
+            (["delete", "generic/aws-nothing"], "", 3),
         ] {
             let result = try daemon.coffer(args, stdin: stdin)
             #expect(result.status == status, "\(args): \(result.stderr)")

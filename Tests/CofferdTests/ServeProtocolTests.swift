@@ -20,7 +20,7 @@ import Testing
         let daemon = try CofferdProcess()
         let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
         let worker = try CofferWorkerClient(socketPath: daemon.workerSocket)
-        let ref = try ConnectionRef(parsing: "basic/db")
+        let ref = try ConnectionRef(parsing: "generic/basic-db")
         let info = try admin.put(ref, values: try secrets(["username": "svc", "password": "pw1"]))
         #expect(info.version == 1)
         #expect(try admin.grant(try WorkflowName("etl"), ref))
@@ -65,7 +65,7 @@ import Testing
         let (_, keyID) = try admin.publicKey()
         let stranger = randomKeyRing()
         var put = Coffer_V1_PutRequest()
-        put.connection = "aws/x"
+        put.connection = "generic/aws-x"
         put.keyID = keyID.hex
         var field = Coffer_V1_SealedField()
         field.name = "k"
@@ -132,7 +132,7 @@ import Testing
         // 80 KiB of values: a put the admin socket takes.
         let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
         let big = String(repeating: "v", count: 40 * 1024)
-        try admin.put(try ConnectionRef(parsing: "http/big"), values: try secrets(["a": big, "b": big]))
+        try admin.put(try ConnectionRef(parsing: "generic/http-big"), values: try secrets(["a": big, "b": big]))
         // A frame of that size on the worker socket is refused on its length prefix alone.
         let worker = try CofferSocket(socketPath: daemon.workerSocket)
         try worker.writeRaw(Framing.varint(80 * 1024))
@@ -164,7 +164,7 @@ import Testing
         let dir = TemporaryDirectory(prefix: "cofferd")
         let daemon = try CofferdProcess(dir: dir)
         let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
-        let ref = try ConnectionRef(parsing: "aws/kept")
+        let ref = try ConnectionRef(parsing: "generic/aws-kept")
         try admin.put(ref, values: try secrets(["k": "durable"]))
         try admin.grant(try WorkflowName("w"), ref)
         let token = try admin.issueToken(for: try WorkflowName("w"), ttl: .seconds(600))
@@ -196,7 +196,7 @@ import Testing
         var frames: [UInt8] = []
         for index in 1...200 {
             var put = Coffer_V1_PutRequest()
-            put.connection = "http/c\(index)"
+            put.connection = "generic/http-c\(index)"
             put.keyID = keyID.hex
             var field = Coffer_V1_SealedField()
             field.name = "v"
@@ -223,7 +223,7 @@ import Testing
 
         let again = try CofferdProcess(dir: dir, name: "again", dataDirectory: daemon.dataDirectory)
         let stored = Set(try CofferAdminClient(socketPath: again.adminSocket).list().map(\.ref.description))
-        for id in acknowledged { #expect(stored.contains("http/c\(id)"), "acknowledged put \(id) was lost") }
+        for id in acknowledged { #expect(stored.contains("generic/http-c\(id)"), "acknowledged put \(id) was lost") }
     }
 
     @Test func aSecondCofferdOnTheSameDirectoryRefuses() throws {

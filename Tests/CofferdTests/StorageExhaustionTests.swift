@@ -78,7 +78,7 @@ struct StorageExhaustionTests {
         let daemon = try CofferdProcess(dataDirectory: (disk.path as NSString).appendingPathComponent("data"))
         let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
         let canary = Canary("disk")
-        let ref = try ConnectionRef(parsing: "aws/prod")
+        let ref = try ConnectionRef(parsing: "generic/aws-prod")
         try admin.put(ref, values: try secrets(["secret": canary.text]))
         try admin.grant(try WorkflowName("w"), ref)
         let token = try admin.issueToken(for: try WorkflowName("w"), ttl: .seconds(600)).token
@@ -101,7 +101,7 @@ struct StorageExhaustionTests {
     @Test func onAFullMapGetsAreRecordedAndADeleteMakesRoom() throws {
         let daemon = try CofferdProcess(arguments: ["--map-size", "1"])
         let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
-        let ref = try ConnectionRef(parsing: "aws/prod")
+        let ref = try ConnectionRef(parsing: "generic/aws-prod")
         try admin.put(ref, values: try secrets(["secret": "s"]))
         try admin.grant(try WorkflowName("w"), ref)
         let token = try admin.issueToken(for: try WorkflowName("w"), ttl: .seconds(600)).token
@@ -109,7 +109,7 @@ struct StorageExhaustionTests {
         for index in 0..<64 where full == nil {
             do {
                 try admin.put(
-                    try ConnectionRef(parsing: "http/filler\(index)"),
+                    try ConnectionRef(parsing: "generic/http-filler\(index)"),
                     values: try secrets(["v": String(repeating: "x", count: 60_000)])
                 )
             } catch let error as CofferError {
@@ -123,8 +123,8 @@ struct StorageExhaustionTests {
         // Served from the journal: the records wait there for room in the store.
         #expect(served.ok == 50)
         // A delete on the full map succeeds, and its room lets the trail's records in.
-        try admin.delete(try ConnectionRef(parsing: "http/filler0"))
-        try admin.delete(try ConnectionRef(parsing: "http/filler1"))
+        try admin.delete(try ConnectionRef(parsing: "generic/http-filler0"))
+        try admin.delete(try ConnectionRef(parsing: "generic/http-filler1"))
         let records = try trail(admin).filter { $0.operation == .get && $0.outcome == .ok }
         #expect(records.count == served.ok)
         #expect(try worker.health().serving)

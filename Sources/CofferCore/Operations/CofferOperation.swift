@@ -36,6 +36,9 @@ public enum CofferOperation: String, CaseIterable, Sendable {
     case rotateKey = "RotateKey"
     case keyStatus = "KeyStatus"
     case retireKey = "RetireKey"
+    case update = "Update"
+    case describe = "Describe"
+    case listTypes = "ListTypes"
 
     /// What the request path needs to know about one operation.
     public struct Traits: Sendable {
@@ -56,9 +59,9 @@ public enum CofferOperation: String, CaseIterable, Sendable {
             Traits(sockets: [.worker], mutates: false, usesReserve: false, audit: .beforeAnswer)
         case .health:
             Traits(sockets: [.admin, .worker], mutates: false, usesReserve: false, audit: .none)
-        case .getPublicKey, .list, .audit, .keyStatus:
+        case .getPublicKey, .list, .audit, .keyStatus, .describe, .listTypes:
             Traits(sockets: [.admin], mutates: false, usesReserve: false, audit: .beforeAnswer)
-        case .put, .overwrite, .grant, .issueToken, .rotateKey, .retireKey:
+        case .put, .overwrite, .update, .grant, .issueToken, .rotateKey, .retireKey:
             Traits(sockets: [.admin], mutates: true, usesReserve: false, audit: .withMutation)
         case .delete, .revoke, .revokeToken:
             Traits(sockets: [.admin], mutates: true, usesReserve: true, audit: .withMutation)

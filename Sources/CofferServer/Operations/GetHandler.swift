@@ -1,3 +1,4 @@
+import CofferConnections
 import CofferCore
 import CofferCrypto
 import CofferStore
@@ -7,16 +8,20 @@ import CofferWire
 /// are read in one transaction, so that a revocation either comes before all three or after.
 struct GetHandler: OperationHandler {
     let operation = CofferOperation.get
+    let types: TypeRegistry
 
     func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan
     {
         guard case .get(let get) = request else { throw mismatch() }
         let ref = try context.connection(get.connection)
         let token = SecretBytes(utf8: get.token)
+        let types = self.types
         return .read { reader, event in
             let info = try reader.verifyToken(token)
             event.identify(info)
-            return .get(Coffer_V1_GetResponse(try reader.values(of: ref, for: info.workflow)))
+            var values = try reader.values(of: ref, for: info.workflow)
+            values.environment = types.environment(of: values)
+            return .get(Coffer_V1_GetResponse(values))
         }
     }
 }

@@ -59,8 +59,11 @@ final class RequestPipeline: Sendable {
         self.clock = clock
         denials = DenialAggregator(journal: journal, interval: configuration.denialAggregationInterval)
         handlers = HandlerTable([
-            GetPublicKeyHandler(store: store), PutHandler(store: store), OverwriteHandler(store: store),
-            DeleteHandler(), GetHandler(), ListHandler(), GrantHandler(), RevokeHandler(),
+            GetPublicKeyHandler(store: store), PutHandler(store: store, types: configuration.types),
+            OverwriteHandler(store: store, types: configuration.types),
+            UpdateHandler(store: store, types: configuration.types), DeleteHandler(),
+            GetHandler(types: configuration.types), ListHandler(), DescribeHandler(),
+            ListTypesHandler(types: configuration.types), GrantHandler(), RevokeHandler(),
             IssueTokenHandler(defaultTTL: configuration.defaultTokenTTL), RevokeTokenHandler(), AuditHandler(),
             HealthHandler(store: store), RotateKeyHandler(), KeyStatusHandler(), RetireKeyHandler(),
         ])

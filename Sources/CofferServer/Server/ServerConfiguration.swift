@@ -1,3 +1,4 @@
+import CofferConnections
 import CofferCore
 import CofferWire
 import Foundation
@@ -69,6 +70,8 @@ public struct ServerConfiguration: Sendable {
     public var defaultTokenTTL: Duration = .seconds(3600)
     /// Token records are removed this long after their expiry, checked at start and then every hour.
     public var tokenRetention: Duration = .seconds(24 * 3600)
+    /// The connection types writes are checked against: the built-in ones, and any from `--types FILE`.
+    public var types: TypeRegistry = .builtIn
     /// Threads that open sealed values and run long reads (List).
     public var backgroundThreads: Int = 2
     /// Threads that serve clients: each reads, serves and answers its clients' requests with no hand-off to

@@ -153,6 +153,30 @@ nonisolated struct Coffer_Storage_V1_ConnectionRecord: Sendable {
   /// nothing from before a delete can come back.
   var incarnation: Data = Data()
 
+  /// The version of its type it was written under; 0 for a connection stored before types (served as generic).
+  /// With the variant and the public fields, bound into every field's ciphertext when non-zero.
+  var typeVersion: UInt32 = 0
+
+  var variant: String = String()
+
+  /// Sorted by name.
+  var publicFields: [Coffer_Storage_V1_PublicValue] = []
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+}
+
+/// A public field of a connection, kept in clear.
+nonisolated struct Coffer_Storage_V1_PublicValue: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var name: String = String()
+
+  var value: String = String()
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -487,7 +511,7 @@ nonisolated extension Coffer_Storage_V1_RotationCursor: SwiftProtobuf.Message, S
 
 nonisolated extension Coffer_Storage_V1_ConnectionRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".ConnectionRecord"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{3}created_unix_ms\0\u{3}updated_unix_ms\0\u{1}fields\0\u{1}incarnation\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{3}created_unix_ms\0\u{3}updated_unix_ms\0\u{1}fields\0\u{1}incarnation\0\u{3}type_version\0\u{1}variant\0\u{3}public_fields\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -500,6 +524,9 @@ nonisolated extension Coffer_Storage_V1_ConnectionRecord: SwiftProtobuf.Message,
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.updatedUnixMs) }()
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.fields) }()
       case 5: try { try decoder.decodeSingularBytesField(value: &self.incarnation) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.typeVersion) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.variant) }()
+      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.publicFields) }()
       default: break
       }
     }
@@ -521,6 +548,15 @@ nonisolated extension Coffer_Storage_V1_ConnectionRecord: SwiftProtobuf.Message,
     if !self.incarnation.isEmpty {
       try visitor.visitSingularBytesField(value: self.incarnation, fieldNumber: 5)
     }
+    if self.typeVersion != 0 {
+      try visitor.visitSingularUInt32Field(value: self.typeVersion, fieldNumber: 6)
+    }
+    if !self.variant.isEmpty {
+      try visitor.visitSingularStringField(value: self.variant, fieldNumber: 7)
+    }
+    if !self.publicFields.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.publicFields, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -530,6 +566,44 @@ nonisolated extension Coffer_Storage_V1_ConnectionRecord: SwiftProtobuf.Message,
     if lhs.updatedUnixMs != rhs.updatedUnixMs {return false}
     if lhs.fields != rhs.fields {return false}
     if lhs.incarnation != rhs.incarnation {return false}
+    if lhs.typeVersion != rhs.typeVersion {return false}
+    if lhs.variant != rhs.variant {return false}
+    if lhs.publicFields != rhs.publicFields {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_Storage_V1_PublicValue: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".PublicValue"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}value\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularStringField(value: self.value, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Coffer_Storage_V1_PublicValue, rhs: Coffer_Storage_V1_PublicValue) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.value != rhs.value {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

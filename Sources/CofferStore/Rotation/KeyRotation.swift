@@ -318,12 +318,7 @@ extension ConnectionTable {
             do { name = try FieldName(record.fields[index].name) } catch {
                 throw CofferError(.dataLoss, "connection \(ref) has a malformed field name", cause: error)
             }
-            let binding = FieldBinding(
-                connection: ref,
-                field: name,
-                recordVersion: record.version,
-                incarnation: incarnation(of: record)
-            )
+            let binding = binding(ref, record, field: name)
             let value = try keys.openAtRest(stored, binding: binding)
             record.fields[index].ciphertext = Data(keys.sealAtRest(value, binding: binding))
             moved += 1

@@ -50,10 +50,12 @@ struct ConnectionTable {
         return count
     }
 
-    /// A record holding `values` encrypted at rest for `ref` at `version` of `incarnation`.
+    /// A record holding `values` encrypted at rest for `ref` at `version` of `incarnation`, with `shape`'s public
+    /// fields in clear and bound into every value.
     static func seal(
         _ ref: ConnectionRef,
         _ values: [(FieldName, SecretBytes)],
+        shape: ConnectionShape = .untyped,
         version: UInt64,
         incarnation: [UInt8],
         created: Int64,
@@ -65,22 +67,54 @@ struct ConnectionTable {
         record.incarnation = Data(incarnation)
         record.createdUnixMs = created
         record.updatedUnixMs = updated
+        record.typeVersion = shape.typeVersion
+        record.variant = shape.variant
+        record.publicFields = shape.publicFields.sorted { $0.key < $1.key }.map { name, value in
+            var field = Coffer_Storage_V1_PublicValue()
+            field.name = name.rawValue
+            field.value = value
+            return field
+        }
         record.fields = values.map { name, value in
             var field = Coffer_Storage_V1_StoredField()
             field.name = name.rawValue
-            let binding = FieldBinding(
-                connection: ref,
-                field: name,
-                recordVersion: version,
-                incarnation: incarnation
-            )
-            field.ciphertext = Data(keys.sealAtRest(value, binding: binding))
+            field.ciphertext = Data(keys.sealAtRest(value, binding: binding(ref, record, field: name)))
             return field
         }
         return record
     }
 
-    /// Decrypts every field of a record; DATA_LOSS when one was altered or moved.
+    /// Where a field of `record` belongs: what its ciphertext is bound to.
+    static func binding(
+        _ ref: ConnectionRef,
+        _ record: Coffer_Storage_V1_ConnectionRecord,
+        field: FieldName
+    ) -> FieldBinding {
+        FieldBinding(
+            connection: ref,
+            field: field,
+            recordVersion: record.version,
+            incarnation: incarnation(of: record),
+            shape: (try? shape(ref, record)) ?? .untyped
+        )
+    }
+
+    /// The record's type version, variant and public fields; DATA_LOSS when a public field's name is malformed.
+    static func shape(
+        _ ref: ConnectionRef,
+        _ record: Coffer_Storage_V1_ConnectionRecord
+    ) throws(CofferError) -> ConnectionShape {
+        var fields: [FieldName: String] = [:]
+        for field in record.publicFields {
+            do { fields[try FieldName(field.name)] = field.value } catch {
+                throw CofferError(.dataLoss, "connection \(ref) has a malformed field name", cause: error)
+            }
+        }
+        return ConnectionShape(typeVersion: record.typeVersion, variant: record.variant, publicFields: fields)
+    }
+
+    /// Decrypts every secret field of a record; DATA_LOSS when one was altered or moved (a public field
+    /// changed in storage fails every secret field's check).
     static func open(
         _ ref: ConnectionRef,
         _ record: Coffer_Storage_V1_ConnectionRecord,
@@ -88,21 +122,16 @@ struct ConnectionTable {
     )
         throws(CofferError) -> ConnectionValues
     {
+        let shape = try shape(ref, record)
         var fields: [FieldName: SecretBytes] = [:]
         for field in record.fields {
             let name: FieldName
             do { name = try FieldName(field.name) } catch {
                 throw CofferError(.dataLoss, "connection \(ref) has a malformed field name", cause: error)
             }
-            let binding = FieldBinding(
-                connection: ref,
-                field: name,
-                recordVersion: record.version,
-                incarnation: incarnation(of: record)
-            )
-            fields[name] = try keys.openAtRest(Array(field.ciphertext), binding: binding)
+            fields[name] = try keys.openAtRest(Array(field.ciphertext), binding: binding(ref, record, field: name))
         }
-        return ConnectionValues(ref: ref, version: record.version, fields: fields)
+        return ConnectionValues(ref: ref, version: record.version, fields: fields, shape: shape)
     }
 
     /// A record's incarnation; nil for a record of format 1, read only to migrate it.
@@ -117,13 +146,15 @@ struct ConnectionTable {
     )
         -> ConnectionInfo
     {
-        ConnectionInfo(
+        let shape = (try? shape(ref, record)) ?? .untyped
+        return ConnectionInfo(
             ref: ref,
-            fields: record.fields.compactMap { try? FieldName($0.name) },
+            fields: (record.fields.compactMap { try? FieldName($0.name) } + shape.publicFields.keys).sorted(),
             version: record.version,
             created: Date(unixMillis: record.createdUnixMs),
             updated: Date(unixMillis: record.updatedUnixMs),
-            grants: grants
+            grants: grants,
+            shape: shape
         )
     }
 }

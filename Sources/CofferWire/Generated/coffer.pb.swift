@@ -280,6 +280,30 @@ public nonisolated struct Coffer_V1_Request: Sendable {
     set {operation = .retireKey(newValue)}
   }
 
+  public var update: Coffer_V1_UpdateRequest {
+    get {
+      if case .update(let v)? = operation {return v}
+      return Coffer_V1_UpdateRequest()
+    }
+    set {operation = .update(newValue)}
+  }
+
+  public var describe: Coffer_V1_DescribeRequest {
+    get {
+      if case .describe(let v)? = operation {return v}
+      return Coffer_V1_DescribeRequest()
+    }
+    set {operation = .describe(newValue)}
+  }
+
+  public var listTypes: Coffer_V1_ListTypesRequest {
+    get {
+      if case .listTypes(let v)? = operation {return v}
+      return Coffer_V1_ListTypesRequest()
+    }
+    set {operation = .listTypes(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Operation: Equatable, Sendable {
@@ -298,6 +322,9 @@ public nonisolated struct Coffer_V1_Request: Sendable {
     case rotateKey(Coffer_V1_RotateKeyRequest)
     case keyStatus(Coffer_V1_KeyStatusRequest)
     case retireKey(Coffer_V1_RetireKeyRequest)
+    case update(Coffer_V1_UpdateRequest)
+    case describe(Coffer_V1_DescribeRequest)
+    case listTypes(Coffer_V1_ListTypesRequest)
 
   }
 
@@ -443,6 +470,30 @@ public nonisolated struct Coffer_V1_Response: Sendable {
     set {result = .retireKey(newValue)}
   }
 
+  public var update: Coffer_V1_UpdateResponse {
+    get {
+      if case .update(let v)? = result {return v}
+      return Coffer_V1_UpdateResponse()
+    }
+    set {result = .update(newValue)}
+  }
+
+  public var describe: Coffer_V1_DescribeResponse {
+    get {
+      if case .describe(let v)? = result {return v}
+      return Coffer_V1_DescribeResponse()
+    }
+    set {result = .describe(newValue)}
+  }
+
+  public var listTypes: Coffer_V1_ListTypesResponse {
+    get {
+      if case .listTypes(let v)? = result {return v}
+      return Coffer_V1_ListTypesResponse()
+    }
+    set {result = .listTypes(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// Set only when status.code is OK.
@@ -462,6 +513,9 @@ public nonisolated struct Coffer_V1_Response: Sendable {
     case rotateKey(Coffer_V1_RotateKeyResponse)
     case keyStatus(Coffer_V1_KeyStatusResponse)
     case retireKey(Coffer_V1_RetireKeyResponse)
+    case update(Coffer_V1_UpdateResponse)
+    case describe(Coffer_V1_DescribeResponse)
+    case listTypes(Coffer_V1_ListTypesResponse)
 
   }
 
@@ -470,15 +524,16 @@ public nonisolated struct Coffer_V1_Response: Sendable {
   fileprivate var _status: Coffer_V1_Status? = nil
 }
 
-/// A connection's metadata: never a value.
+/// A connection's metadata: never a secret value.
 public nonisolated struct Coffer_V1_ConnectionInfo: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// "type/name", for example "aws/my-aws-account".
+  /// "type/name", for example "aws/my-aws-account". The type is the first part.
   public var connection: String = String()
 
+  /// Every field's name, public and secret, sorted.
   public var fields: [String] = []
 
   public var version: UInt64 = 0
@@ -488,6 +543,35 @@ public nonisolated struct Coffer_V1_ConnectionInfo: Sendable {
   public var updatedUnixMs: Int64 = 0
 
   public var grants: [String] = []
+
+  /// The version of the type the connection was written under; 0 for one stored before types, which is
+  /// served as "generic" (every field secret).
+  public var typeVersion: UInt32 = 0
+
+  /// The type's auth variant ("access-key", "token", "basic", "default", ...); empty when type_version is 0.
+  public var variant: String = String()
+
+  /// Public fields with their values (configuration an admin may read back), sorted by name.
+  public var publicFields: [Coffer_V1_PublicField] = []
+
+  /// The names of the secret fields that are set, sorted; never their values.
+  public var secretFields: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A public field: configuration such as a base URL, a region or a username, sent and stored in clear and
+/// bound into the integrity of every secret field of its connection.
+public nonisolated struct Coffer_V1_PublicField: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var value: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -545,7 +629,14 @@ public nonisolated struct Coffer_V1_PutRequest: Sendable {
   /// The id of the public key the fields were sealed to.
   public var keyID: String = String()
 
+  /// The secret fields (a public field sealed here is taken too, and kept in clear).
   public var fields: [Coffer_V1_SealedField] = []
+
+  /// The type's variant; empty for its default (the first ListTypes names).
+  public var variant: String = String()
+
+  /// The public fields, in clear. A secret field sent here is INVALID_ARGUMENT.
+  public var publicFields: [Coffer_V1_PublicField] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -586,6 +677,11 @@ public nonisolated struct Coffer_V1_OverwriteRequest: Sendable {
 
   /// When non-zero, the overwrite happens only if the connection is at this version.
   public var expectedVersion: UInt64 = 0
+
+  /// As in PutRequest; an empty variant keeps the connection's.
+  public var variant: String = String()
+
+  public var publicFields: [Coffer_V1_PublicField] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -662,6 +758,12 @@ public nonisolated struct Coffer_V1_Field: Sendable {
 
   public var value: Data = Data()
 
+  /// True for a public field (configuration); false for a secret one, which a runner should mask in logs.
+  public var `public`: Bool = false
+
+  /// The environment variable the connection's type maps the field to (AWS_ACCESS_KEY_ID), or empty.
+  public var environment: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -676,7 +778,13 @@ public nonisolated struct Coffer_V1_GetResponse: Sendable {
 
   public var version: UInt64 = 0
 
+  /// Public and secret fields, sorted by name.
   public var fields: [Coffer_V1_Field] = []
+
+  /// As in ConnectionInfo.
+  public var typeVersion: UInt32 = 0
+
+  public var variant: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1074,6 +1182,189 @@ public nonisolated struct Coffer_V1_RetireKeyResponse: Sendable {
   fileprivate var _generation: Coffer_V1_KeyGeneration? = nil
 }
 
+public nonisolated struct Coffer_V1_UpdateRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var connection: String = String()
+
+  /// The id of the public key set_secret's values were sealed to; may be empty when set_secret is.
+  public var keyID: String = String()
+
+  /// Public fields to set (added or changed).
+  public var setPublic: [Coffer_V1_PublicField] = []
+
+  /// Secret fields to replace or add, sealed as in PutRequest.
+  public var setSecret: [Coffer_V1_SealedField] = []
+
+  /// Optional fields to remove, public or secret.
+  public var remove: [String] = []
+
+  /// When non-zero, the update happens only if the connection is at this version.
+  public var expectedVersion: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coffer_V1_UpdateResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var connection: Coffer_V1_ConnectionInfo {
+    get {_connection ?? Coffer_V1_ConnectionInfo()}
+    set {_connection = newValue}
+  }
+  /// Returns true if `connection` has been explicitly set.
+  public var hasConnection: Bool {self._connection != nil}
+  /// Clears the value of `connection`. Subsequent reads from it will return its default value.
+  public mutating func clearConnection() {self._connection = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _connection: Coffer_V1_ConnectionInfo? = nil
+}
+
+public nonisolated struct Coffer_V1_DescribeRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var connection: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coffer_V1_DescribeResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var connection: Coffer_V1_ConnectionInfo {
+    get {_connection ?? Coffer_V1_ConnectionInfo()}
+    set {_connection = newValue}
+  }
+  /// Returns true if `connection` has been explicitly set.
+  public var hasConnection: Bool {self._connection != nil}
+  /// Clears the value of `connection`. Subsequent reads from it will return its default value.
+  public mutating func clearConnection() {self._connection = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _connection: Coffer_V1_ConnectionInfo? = nil
+}
+
+public nonisolated struct Coffer_V1_ListTypesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coffer_V1_ListTypesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var types: [Coffer_V1_ConnectionType] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A connection type: the first part of a connection's name, with its auth variants and their fields.
+public nonisolated struct Coffer_V1_ConnectionType: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var version: UInt32 = 0
+
+  public var description_p: String = String()
+
+  /// The first is the default.
+  public var variants: [Coffer_V1_ConnectionVariant] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coffer_V1_ConnectionVariant: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var description_p: String = String()
+
+  public var fields: [Coffer_V1_FieldSpec] = []
+
+  /// At least one of these fields (a name ending in "." stands for its family) must be set.
+  public var requiresOneOf: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coffer_V1_FieldSpec: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A field's name; one ending in "." names a family ("header." holds "header.Accept"); "*" takes any name.
+  public var name: String = String()
+
+  /// Secret fields are sealed and never shown again; public ones are configuration admins may read back.
+  public var secret: Bool = false
+
+  public var required: Bool = false
+
+  /// "text", "https-url", "pem", "private-key", "json", "service-account-key", "known-hosts" or "template".
+  public var format: String = String()
+
+  /// When not empty, the value must be one of these.
+  public var values: [String] = []
+
+  /// When not empty, the whole value must match this regular expression.
+  public var pattern: String = String()
+
+  /// When non-zero, at most this many bytes.
+  public var maxLength: UInt32 = 0
+
+  /// cofferd makes the value when the connection is created; a write cannot set it.
+  public var generated: Bool = false
+
+  /// A template ("Bearer {{ token }}") may cite it.
+  public var citable: Bool = false
+
+  /// The environment variable `coffer exec` sets from it, or empty.
+  public var environment: String = String()
+
+  public var description_p: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "coffer.v1"
@@ -1119,7 +1410,7 @@ nonisolated extension Coffer_V1_Status: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Coffer_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{4}\u{9}get_public_key\0\u{1}put\0\u{1}overwrite\0\u{1}delete\0\u{1}get\0\u{1}list\0\u{1}grant\0\u{1}revoke\0\u{3}issue_token\0\u{3}revoke_token\0\u{1}audit\0\u{1}health\0\u{3}rotate_key\0\u{3}key_status\0\u{3}retire_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{4}\u{9}get_public_key\0\u{1}put\0\u{1}overwrite\0\u{1}delete\0\u{1}get\0\u{1}list\0\u{1}grant\0\u{1}revoke\0\u{3}issue_token\0\u{3}revoke_token\0\u{1}audit\0\u{1}health\0\u{3}rotate_key\0\u{3}key_status\0\u{3}retire_key\0\u{1}update\0\u{1}describe\0\u{3}list_types\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1323,6 +1614,45 @@ nonisolated extension Coffer_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._M
           self.operation = .retireKey(v)
         }
       }()
+      case 25: try {
+        var v: Coffer_V1_UpdateRequest?
+        var hadOneofValue = false
+        if let current = self.operation {
+          hadOneofValue = true
+          if case .update(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.operation = .update(v)
+        }
+      }()
+      case 26: try {
+        var v: Coffer_V1_DescribeRequest?
+        var hadOneofValue = false
+        if let current = self.operation {
+          hadOneofValue = true
+          if case .describe(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.operation = .describe(v)
+        }
+      }()
+      case 27: try {
+        var v: Coffer_V1_ListTypesRequest?
+        var hadOneofValue = false
+        if let current = self.operation {
+          hadOneofValue = true
+          if case .listTypes(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.operation = .listTypes(v)
+        }
+      }()
       default: break
       }
     }
@@ -1397,6 +1727,18 @@ nonisolated extension Coffer_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._M
       guard case .retireKey(let v)? = self.operation else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
     }()
+    case .update?: try {
+      guard case .update(let v)? = self.operation else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
+    }()
+    case .describe?: try {
+      guard case .describe(let v)? = self.operation else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+    }()
+    case .listTypes?: try {
+      guard case .listTypes(let v)? = self.operation else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1412,7 +1754,7 @@ nonisolated extension Coffer_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Coffer_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}status\0\u{4}\u{8}get_public_key\0\u{1}put\0\u{1}overwrite\0\u{1}delete\0\u{1}get\0\u{1}list\0\u{1}grant\0\u{1}revoke\0\u{3}issue_token\0\u{3}revoke_token\0\u{1}audit\0\u{1}health\0\u{3}rotate_key\0\u{3}key_status\0\u{3}retire_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}status\0\u{4}\u{8}get_public_key\0\u{1}put\0\u{1}overwrite\0\u{1}delete\0\u{1}get\0\u{1}list\0\u{1}grant\0\u{1}revoke\0\u{3}issue_token\0\u{3}revoke_token\0\u{1}audit\0\u{1}health\0\u{3}rotate_key\0\u{3}key_status\0\u{3}retire_key\0\u{1}update\0\u{1}describe\0\u{3}list_types\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1617,6 +1959,45 @@ nonisolated extension Coffer_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._
           self.result = .retireKey(v)
         }
       }()
+      case 25: try {
+        var v: Coffer_V1_UpdateResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .update(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .update(v)
+        }
+      }()
+      case 26: try {
+        var v: Coffer_V1_DescribeResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .describe(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .describe(v)
+        }
+      }()
+      case 27: try {
+        var v: Coffer_V1_ListTypesResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .listTypes(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .listTypes(v)
+        }
+      }()
       default: break
       }
     }
@@ -1694,6 +2075,18 @@ nonisolated extension Coffer_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._
       guard case .retireKey(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
     }()
+    case .update?: try {
+      guard case .update(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
+    }()
+    case .describe?: try {
+      guard case .describe(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+    }()
+    case .listTypes?: try {
+      guard case .listTypes(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1710,7 +2103,7 @@ nonisolated extension Coffer_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Coffer_V1_ConnectionInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConnectionInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}connection\0\u{1}fields\0\u{1}version\0\u{3}created_unix_ms\0\u{3}updated_unix_ms\0\u{1}grants\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}connection\0\u{1}fields\0\u{1}version\0\u{3}created_unix_ms\0\u{3}updated_unix_ms\0\u{1}grants\0\u{3}type_version\0\u{1}variant\0\u{3}public_fields\0\u{3}secret_fields\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1724,6 +2117,10 @@ nonisolated extension Coffer_V1_ConnectionInfo: SwiftProtobuf.Message, SwiftProt
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.updatedUnixMs) }()
       case 6: try { try decoder.decodeRepeatedStringField(value: &self.grants) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.typeVersion) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.variant) }()
+      case 9: try { try decoder.decodeRepeatedMessageField(value: &self.publicFields) }()
+      case 10: try { try decoder.decodeRepeatedStringField(value: &self.secretFields) }()
       default: break
       }
     }
@@ -1748,6 +2145,18 @@ nonisolated extension Coffer_V1_ConnectionInfo: SwiftProtobuf.Message, SwiftProt
     if !self.grants.isEmpty {
       try visitor.visitRepeatedStringField(value: self.grants, fieldNumber: 6)
     }
+    if self.typeVersion != 0 {
+      try visitor.visitSingularUInt32Field(value: self.typeVersion, fieldNumber: 7)
+    }
+    if !self.variant.isEmpty {
+      try visitor.visitSingularStringField(value: self.variant, fieldNumber: 8)
+    }
+    if !self.publicFields.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.publicFields, fieldNumber: 9)
+    }
+    if !self.secretFields.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.secretFields, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1758,6 +2167,45 @@ nonisolated extension Coffer_V1_ConnectionInfo: SwiftProtobuf.Message, SwiftProt
     if lhs.createdUnixMs != rhs.createdUnixMs {return false}
     if lhs.updatedUnixMs != rhs.updatedUnixMs {return false}
     if lhs.grants != rhs.grants {return false}
+    if lhs.typeVersion != rhs.typeVersion {return false}
+    if lhs.variant != rhs.variant {return false}
+    if lhs.publicFields != rhs.publicFields {return false}
+    if lhs.secretFields != rhs.secretFields {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_PublicField: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PublicField"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.value.isEmpty {
+      try visitor.visitSingularStringField(value: self.value, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_PublicField, rhs: Coffer_V1_PublicField) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.value != rhs.value {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1854,7 +2302,7 @@ nonisolated extension Coffer_V1_GetPublicKeyResponse: SwiftProtobuf.Message, Swi
 
 nonisolated extension Coffer_V1_PutRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PutRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}connection\0\u{3}key_id\0\u{1}fields\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}connection\0\u{3}key_id\0\u{1}fields\0\u{1}variant\0\u{3}public_fields\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1865,6 +2313,8 @@ nonisolated extension Coffer_V1_PutRequest: SwiftProtobuf.Message, SwiftProtobuf
       case 1: try { try decoder.decodeSingularStringField(value: &self.connection) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.keyID) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.fields) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.variant) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.publicFields) }()
       default: break
       }
     }
@@ -1880,6 +2330,12 @@ nonisolated extension Coffer_V1_PutRequest: SwiftProtobuf.Message, SwiftProtobuf
     if !self.fields.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.fields, fieldNumber: 3)
     }
+    if !self.variant.isEmpty {
+      try visitor.visitSingularStringField(value: self.variant, fieldNumber: 4)
+    }
+    if !self.publicFields.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.publicFields, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1887,6 +2343,8 @@ nonisolated extension Coffer_V1_PutRequest: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.connection != rhs.connection {return false}
     if lhs.keyID != rhs.keyID {return false}
     if lhs.fields != rhs.fields {return false}
+    if lhs.variant != rhs.variant {return false}
+    if lhs.publicFields != rhs.publicFields {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1928,7 +2386,7 @@ nonisolated extension Coffer_V1_PutResponse: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Coffer_V1_OverwriteRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".OverwriteRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}connection\0\u{3}key_id\0\u{1}fields\0\u{3}expected_version\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}connection\0\u{3}key_id\0\u{1}fields\0\u{3}expected_version\0\u{1}variant\0\u{3}public_fields\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1940,6 +2398,8 @@ nonisolated extension Coffer_V1_OverwriteRequest: SwiftProtobuf.Message, SwiftPr
       case 2: try { try decoder.decodeSingularStringField(value: &self.keyID) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.fields) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.expectedVersion) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.variant) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.publicFields) }()
       default: break
       }
     }
@@ -1958,6 +2418,12 @@ nonisolated extension Coffer_V1_OverwriteRequest: SwiftProtobuf.Message, SwiftPr
     if self.expectedVersion != 0 {
       try visitor.visitSingularUInt64Field(value: self.expectedVersion, fieldNumber: 4)
     }
+    if !self.variant.isEmpty {
+      try visitor.visitSingularStringField(value: self.variant, fieldNumber: 5)
+    }
+    if !self.publicFields.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.publicFields, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1966,6 +2432,8 @@ nonisolated extension Coffer_V1_OverwriteRequest: SwiftProtobuf.Message, SwiftPr
     if lhs.keyID != rhs.keyID {return false}
     if lhs.fields != rhs.fields {return false}
     if lhs.expectedVersion != rhs.expectedVersion {return false}
+    if lhs.variant != rhs.variant {return false}
+    if lhs.publicFields != rhs.publicFields {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2096,7 +2564,7 @@ nonisolated extension Coffer_V1_GetRequest: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Coffer_V1_Field: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Field"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}value\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}value\0\u{1}public\0\u{1}environment\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2106,6 +2574,8 @@ nonisolated extension Coffer_V1_Field: SwiftProtobuf.Message, SwiftProtobuf._Mes
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.value) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.`public`) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.environment) }()
       default: break
       }
     }
@@ -2118,12 +2588,20 @@ nonisolated extension Coffer_V1_Field: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.value.isEmpty {
       try visitor.visitSingularBytesField(value: self.value, fieldNumber: 2)
     }
+    if self.`public` != false {
+      try visitor.visitSingularBoolField(value: self.`public`, fieldNumber: 3)
+    }
+    if !self.environment.isEmpty {
+      try visitor.visitSingularStringField(value: self.environment, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Coffer_V1_Field, rhs: Coffer_V1_Field) -> Bool {
     if lhs.name != rhs.name {return false}
     if lhs.value != rhs.value {return false}
+    if lhs.`public` != rhs.`public` {return false}
+    if lhs.environment != rhs.environment {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2131,7 +2609,7 @@ nonisolated extension Coffer_V1_Field: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Coffer_V1_GetResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}connection\0\u{1}version\0\u{1}fields\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}connection\0\u{1}version\0\u{1}fields\0\u{3}type_version\0\u{1}variant\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2142,6 +2620,8 @@ nonisolated extension Coffer_V1_GetResponse: SwiftProtobuf.Message, SwiftProtobu
       case 1: try { try decoder.decodeSingularStringField(value: &self.connection) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.fields) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.typeVersion) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.variant) }()
       default: break
       }
     }
@@ -2157,6 +2637,12 @@ nonisolated extension Coffer_V1_GetResponse: SwiftProtobuf.Message, SwiftProtobu
     if !self.fields.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.fields, fieldNumber: 3)
     }
+    if self.typeVersion != 0 {
+      try visitor.visitSingularUInt32Field(value: self.typeVersion, fieldNumber: 4)
+    }
+    if !self.variant.isEmpty {
+      try visitor.visitSingularStringField(value: self.variant, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2164,6 +2650,8 @@ nonisolated extension Coffer_V1_GetResponse: SwiftProtobuf.Message, SwiftProtobu
     if lhs.connection != rhs.connection {return false}
     if lhs.version != rhs.version {return false}
     if lhs.fields != rhs.fields {return false}
+    if lhs.typeVersion != rhs.typeVersion {return false}
+    if lhs.variant != rhs.variant {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2981,6 +3469,378 @@ nonisolated extension Coffer_V1_RetireKeyResponse: SwiftProtobuf.Message, SwiftP
 
   public static func ==(lhs: Coffer_V1_RetireKeyResponse, rhs: Coffer_V1_RetireKeyResponse) -> Bool {
     if lhs._generation != rhs._generation {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_UpdateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}connection\0\u{3}key_id\0\u{3}set_public\0\u{3}set_secret\0\u{1}remove\0\u{3}expected_version\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.connection) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.keyID) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.setPublic) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.setSecret) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.remove) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.expectedVersion) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.connection.isEmpty {
+      try visitor.visitSingularStringField(value: self.connection, fieldNumber: 1)
+    }
+    if !self.keyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.keyID, fieldNumber: 2)
+    }
+    if !self.setPublic.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.setPublic, fieldNumber: 3)
+    }
+    if !self.setSecret.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.setSecret, fieldNumber: 4)
+    }
+    if !self.remove.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.remove, fieldNumber: 5)
+    }
+    if self.expectedVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.expectedVersion, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_UpdateRequest, rhs: Coffer_V1_UpdateRequest) -> Bool {
+    if lhs.connection != rhs.connection {return false}
+    if lhs.keyID != rhs.keyID {return false}
+    if lhs.setPublic != rhs.setPublic {return false}
+    if lhs.setSecret != rhs.setSecret {return false}
+    if lhs.remove != rhs.remove {return false}
+    if lhs.expectedVersion != rhs.expectedVersion {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_UpdateResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}connection\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._connection) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._connection {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_UpdateResponse, rhs: Coffer_V1_UpdateResponse) -> Bool {
+    if lhs._connection != rhs._connection {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_DescribeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DescribeRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}connection\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.connection) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.connection.isEmpty {
+      try visitor.visitSingularStringField(value: self.connection, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_DescribeRequest, rhs: Coffer_V1_DescribeRequest) -> Bool {
+    if lhs.connection != rhs.connection {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_DescribeResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DescribeResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}connection\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._connection) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._connection {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_DescribeResponse, rhs: Coffer_V1_DescribeResponse) -> Bool {
+    if lhs._connection != rhs._connection {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_ListTypesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListTypesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_ListTypesRequest, rhs: Coffer_V1_ListTypesRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_ListTypesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListTypesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}types\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.types) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.types.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.types, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_ListTypesResponse, rhs: Coffer_V1_ListTypesResponse) -> Bool {
+    if lhs.types != rhs.types {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_ConnectionType: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConnectionType"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}version\0\u{1}description\0\u{1}variants\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.version) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.variants) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularUInt32Field(value: self.version, fieldNumber: 2)
+    }
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 3)
+    }
+    if !self.variants.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.variants, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_ConnectionType, rhs: Coffer_V1_ConnectionType) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs.variants != rhs.variants {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_ConnectionVariant: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConnectionVariant"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}description\0\u{1}fields\0\u{3}requires_one_of\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.fields) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.requiresOneOf) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 2)
+    }
+    if !self.fields.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.fields, fieldNumber: 3)
+    }
+    if !self.requiresOneOf.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.requiresOneOf, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_ConnectionVariant, rhs: Coffer_V1_ConnectionVariant) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs.fields != rhs.fields {return false}
+    if lhs.requiresOneOf != rhs.requiresOneOf {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_FieldSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FieldSpec"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}secret\0\u{1}required\0\u{1}format\0\u{1}values\0\u{1}pattern\0\u{3}max_length\0\u{1}generated\0\u{1}citable\0\u{1}environment\0\u{1}description\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.secret) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.required) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.format) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.values) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.pattern) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.maxLength) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.generated) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.citable) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.environment) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.secret != false {
+      try visitor.visitSingularBoolField(value: self.secret, fieldNumber: 2)
+    }
+    if self.required != false {
+      try visitor.visitSingularBoolField(value: self.required, fieldNumber: 3)
+    }
+    if !self.format.isEmpty {
+      try visitor.visitSingularStringField(value: self.format, fieldNumber: 4)
+    }
+    if !self.values.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.values, fieldNumber: 5)
+    }
+    if !self.pattern.isEmpty {
+      try visitor.visitSingularStringField(value: self.pattern, fieldNumber: 6)
+    }
+    if self.maxLength != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxLength, fieldNumber: 7)
+    }
+    if self.generated != false {
+      try visitor.visitSingularBoolField(value: self.generated, fieldNumber: 8)
+    }
+    if self.citable != false {
+      try visitor.visitSingularBoolField(value: self.citable, fieldNumber: 9)
+    }
+    if !self.environment.isEmpty {
+      try visitor.visitSingularStringField(value: self.environment, fieldNumber: 10)
+    }
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 11)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_FieldSpec, rhs: Coffer_V1_FieldSpec) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.secret != rhs.secret {return false}
+    if lhs.required != rhs.required {return false}
+    if lhs.format != rhs.format {return false}
+    if lhs.values != rhs.values {return false}
+    if lhs.pattern != rhs.pattern {return false}
+    if lhs.maxLength != rhs.maxLength {return false}
+    if lhs.generated != rhs.generated {return false}
+    if lhs.citable != rhs.citable {return false}
+    if lhs.environment != rhs.environment {return false}
+    if lhs.description_p != rhs.description_p {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
