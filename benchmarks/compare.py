@@ -132,8 +132,8 @@ class Servers:
     def fill_cofferd(self) -> str:
         with Client(self.admin) as admin:
             for name, value in self.values.items():
-                admin.put(f"http/{name}", {"token": value})
-                admin.grant("bench", f"http/{name}")
+                admin.put(f"generic/{name}", {"token": value})
+                admin.grant("bench", f"generic/{name}")
             token, _ = admin.issue_token("bench", ttl_seconds=86400)
         return token
 
@@ -206,7 +206,7 @@ def table(title: str, rows: list[list[str]]) -> None:
 
 def gets(servers: Servers, token: str, work: Path) -> None:
     coffer = frames_file(work / "coffer-get", [
-        coffer_frame(pb.Request(id=1, get=pb.GetRequest(connection=f"http/{name}", token=token)))
+        coffer_frame(pb.Request(id=1, get=pb.GetRequest(connection=f"generic/{name}", token=token)))
         for name in servers.values])
     redis = frames_file(work / "redis-get", [resp(b"GET", name.encode()) for name in servers.values])
     servers.start_redis(durable=False)
@@ -229,7 +229,7 @@ def writes(servers: Servers, work: Path) -> None:
     # Sealed once per key and sent again and again: cofferd opens each afresh, as it would a new value.
     coffer = frames_file(work / "coffer-overwrite", [
         coffer_frame(pb.Request(id=1, overwrite=pb.OverwriteRequest(
-            connection=f"http/{name}", key_id=key_id,
+            connection=f"generic/{name}", key_id=key_id,
             fields=[pb.SealedField(name="token", sealed_value=box.encrypt(value))])))
         for name, value in servers.values.items()])
     redis = frames_file(work / "redis-set", [resp(b"SET", name.encode(), value)
@@ -266,7 +266,7 @@ def flood(servers: Servers, token: str, work: Path) -> None:
         token = fresh.fill_cofferd()
         health = frames_file(work / "coffer-health", [coffer_frame(pb.Request(id=1, health=pb.HealthRequest()))])
         gets = frames_file(work / "flood-get", [
-            coffer_frame(pb.Request(id=1, get=pb.GetRequest(connection=f"http/{name}", token=token)))
+            coffer_frame(pb.Request(id=1, get=pb.GetRequest(connection=f"generic/{name}", token=token)))
             for name in fresh.values])
         pid = fresh.cofferd.pid
         time.sleep(1)
@@ -316,7 +316,7 @@ def hold(servers: Servers, token: str, work: Path) -> None:
             failures += 1
         times.append((time.monotonic() - started) * 1000)
     with Client(servers.worker) as worker:
-        got = worker.get("http/bench-0000", token)[1]["token"] == servers.values["bench-0000"]
+        got = worker.get("generic/bench-0000", token)[1]["token"] == servers.values["bench-0000"]
     out, err = holder.communicate()
     held = json.loads(out) if out.strip() else {"failed": "?", "completed": 0}
     times.sort()

@@ -35,7 +35,7 @@ CONNECTIONS = 100_000
 
 
 def fill(servers: Servers, count: int) -> str:
-    fill_granted(servers.admin, count, lambda i: f"http/s{i:06d}",
+    fill_granted(servers.admin, count, lambda i: f"generic/s{i:06d}",
                  lambda i: {"key": f"key-{i}", "secret": f"secret-{i}-{'x' * 40}"}, "bench")
     with Client(servers.admin) as admin:
         return admin.issue_token("bench", ttl_seconds=86400)[0]
@@ -65,7 +65,7 @@ def startup_and_rotation(work: Path) -> None:
 
     servers.start_cofferd("--log-level", "notice")
     gets = frames_file(work / "store-get", [
-        coffer_frame(pb.Request(id=1, get=pb.GetRequest(connection=f"http/s{index:06d}", token=token)))
+        coffer_frame(pb.Request(id=1, get=pb.GetRequest(connection=f"generic/s{index:06d}", token=token)))
         for index in range(0, CONNECTIONS, 97)])
     log = work / "cofferd.log"
     log_before = log.read_text() if log.exists() else ""
@@ -104,7 +104,7 @@ def integrity(work: Path, old: Path) -> None:
         servers.start_cofferd()
         token = servers.fill_cofferd()
         frames = frames_file(directory / "get", [
-            coffer_frame(pb.Request(id=1, get=pb.GetRequest(connection=f"http/{key}", token=token)))
+            coffer_frame(pb.Request(id=1, get=pb.GetRequest(connection=f"generic/{key}", token=token)))
             for key in servers.values])
         sides[name] = (servers, frames)
     rows = [["Gets", "format 2 p50 / p99 us", "before p50 / p99 us", "p99 difference us", "format 2 /s",

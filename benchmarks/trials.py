@@ -88,8 +88,8 @@ def kill_trials(rounds: int) -> None:
         servers.start_cofferd()
         with Client(servers.admin) as admin:
             for index in range(20):
-                admin.put(f"http/get{index}", {"v": f"value-{index}"})
-                admin.grant("trial", f"http/get{index}")
+                admin.put(f"generic/get{index}", {"v": f"value-{index}"})
+                admin.grant("trial", f"generic/get{index}")
         totals = Counter()
         for trial in range(1, rounds + 1):
             with Client(servers.admin) as admin:
@@ -102,8 +102,8 @@ def kill_trials(rounds: int) -> None:
                     with Client(servers.worker) as worker:
                         while not stop.is_set():
                             index = random.randrange(20)
-                            worker.get(f"http/get{index}", token)
-                            answered_gets[f"http/get{index}"] += 1
+                            worker.get(f"generic/get{index}", token)
+                            answered_gets[f"generic/get{index}"] += 1
                 except (CofferError, OSError):
                     pass
 
@@ -113,7 +113,7 @@ def kill_trials(rounds: int) -> None:
                         count = 0
                         while not stop.is_set():
                             count += 1
-                            name = f"http/t{trial}-w{number}-{count}"
+                            name = f"generic/t{trial}-w{number}-{count}"
                             admin.put(name, {"v": "1"})
                             answered_puts.append(name)
                             admin.overwrite(name, {"v": "2"}, expected_version=1)
@@ -169,7 +169,7 @@ def sigterm_rounds(rounds: int) -> None:
                 sock = socket.socket(socket.AF_UNIX)
                 sock.connect(servers.admin)
                 frames = b"".join(frame(pb.Request(id=i, put=pb.PutRequest(
-                    connection=f"http/r{round_number}-w{writer}-{i}", key_id=key_id,
+                    connection=f"generic/r{round_number}-w{writer}-{i}", key_id=key_id,
                     fields=[pb.SealedField(name="v", sealed_value=sealed)]))) for i in range(1, 51))
                 writers.append((writer, sock, frames))
             for _, sock, frames in writers:
@@ -183,14 +183,14 @@ def sigterm_rounds(rounds: int) -> None:
                 for answer in answers:
                     if answer.id == 0:
                         without_id += 1
-                    answered[f"http/r{round_number}-w{writer}-{answer.id}"] = answer.status.code
+                    answered[f"generic/r{round_number}-w{writer}-{answer.id}"] = answer.status.code
                 sock.close()
             status = servers.cofferd.wait(60)
             servers.start_cofferd()
             with Client(servers.admin) as admin:
                 stored = {info.connection for info in admin.list()}
             servers.stop_cofferd()
-            done_unanswered = sum(1 for name in stored if name.startswith(f"http/r{round_number}-") and name not in answered)
+            done_unanswered = sum(1 for name in stored if name.startswith(f"generic/r{round_number}-") and name not in answered)
             lost = sum(1 for name, code in answered.items() if code == pb.OK and name not in stored)
             totals.update(rounds=1, sent=40 * 50, answered=len(answered), unanswered_done=done_unanswered, lost=lost,
                           without_id=without_id, bad_exit=int(status != 0))
@@ -210,7 +210,7 @@ def expected_values(index: int) -> dict[str, bytes]:
 
 
 def fill_for_rotation(servers: Servers) -> None:
-    fill_granted(servers.admin, ROTATION_CONNECTIONS, lambda i: f"http/r{i}", expected_values, "rotation")
+    fill_granted(servers.admin, ROTATION_CONNECTIONS, lambda i: f"generic/r{i}", expected_values, "rotation")
 
 
 def rotation_trials(rounds: int) -> None:
@@ -235,7 +235,7 @@ def rotation_trials(rounds: int) -> None:
                         with Client(servers.worker, timeout=10) as worker:
                             while not stop.is_set():
                                 index = random.randrange(ROTATION_CONNECTIONS)
-                                _, values = worker.get(f"http/r{index}", token)
+                                _, values = worker.get(f"generic/r{index}", token)
                                 outcomes["ok" if values == expected_values(index) else "wrong values"] += 1
                     except CofferError as error:
                         # cofferd killed or not yet back: not an answer. Anything cofferd answered is one.
@@ -274,7 +274,7 @@ def rotation_trials(rounds: int) -> None:
             with Client(servers.worker) as worker:
                 for index in range(ROTATION_CONNECTIONS):
                     try:
-                        if worker.get(f"http/r{index}", token)[1] != expected_values(index):
+                        if worker.get(f"generic/r{index}", token)[1] != expected_values(index):
                             lost += 1
                     except CofferError:
                         lost += 1

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates the committed Swift code for proto/ with Debian's protoc and the protoc-gen-swift of the
-# swift-protobuf version this package resolves (built from the package's own checkout). Run it after
-# changing a .proto file and commit the result. With --check, generates into a temporary directory and fails
-# if the committed code differs: the README's test command runs it so.
+# swift-protobuf version this package resolves (built from the package's own checkout), and, through
+# clients/python/generate.sh, the Python client's. Run it after changing a .proto file and commit the result.
+# With --check, generates into a temporary directory and fails if the committed code differs: the README's
+# test command runs it so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,3 +42,6 @@ if $check; then
   fi
   echo "generate-protos: the committed code matches proto/"
 fi
+
+# The Python client's copy, which ships inside its package.
+clients/python/generate.sh "$@"

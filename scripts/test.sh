@@ -12,5 +12,4 @@ find Sources Tests benchmarks/Benchmarks -name '*.swift' -not -path '*/Generated
 swift build
 swift test "$@"
 make -C clients/c --no-print-directory
-clients/python/generate.sh
 .venv/bin/python -m pytest clients/tests -q -p no:cacheprovider

@@ -31,7 +31,7 @@ def _accepts(path: str) -> bool:
 
 
 class Daemon:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, extra: list[str] | None = None):
         self.directory = directory
         self.admin_socket = str(directory / "admin.sock")
         self.worker_socket = str(directory / "worker.sock")
@@ -39,7 +39,7 @@ class Daemon:
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
             [str(BUILD / "cofferd"), "serve", "--init-if-missing", "--data-dir", str(directory / "data"),
-             "--admin-socket", self.admin_socket, "--worker-socket", self.worker_socket],
+             "--admin-socket", self.admin_socket, "--worker-socket", self.worker_socket, *(extra or [])],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not (_accepts(self.admin_socket) and _accepts(self.worker_socket)):

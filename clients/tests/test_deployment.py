@@ -144,7 +144,7 @@ def test_the_runner_gets_values_and_reaches_nothing_else(pod: Pod):
 
     # An admin, as `kubectl exec -c cofferd -- coffer ...` would: cofferd's own uid on the admin socket.
     admin = {"COFFER_ADMIN_SOCKET": pod.socket("admin"), "COFFER_WORKER_SOCKET": pod.socket("worker")}
-    put = pod.run_as("cofferd", ["coffer", "put", "http/api"], stdin=f'{{"token": "{CANARY}"}}'.encode(), **admin)
+    put = pod.run_as("cofferd", ["coffer", "put", "http/api"], stdin=f'{{"baseURL": "https://api.example.com", "token": "{CANARY}"}}'.encode(), **admin)
     assert put.returncode == 0, put.stderr
     assert pod.run_as("cofferd", ["coffer", "grant", "deploy", "http/api"], **admin).returncode == 0
     issued = pod.run_as("cofferd", ["coffer", "token", "issue", "deploy"], **admin)
@@ -248,7 +248,7 @@ def test_no_client_sends_anything_to_an_impostor_in_a_shared_directory():
             "python": [sys.executable, "-m", "coffer_client"],
         }
         for name, argv in clients.items():
-            for command, stdin in ((["get", "http/api"], b""), (["put", "http/api"], b'{"token": "%s"}' % CANARY.encode())):
+            for command, stdin in ((["get", "http/api"], b""), (["put", "http/api"], b'{"baseURL": "https://api.example.com", "token": "%s"}' % CANARY.encode())):
                 result = subprocess.run(argv + command, input=stdin if name != "c" else b"token=" + CANARY.encode(),
                                         capture_output=True, env=env, timeout=30)
                 assert result.returncode == 7, f"{name} {command}: {result.stderr!r}"

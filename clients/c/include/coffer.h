@@ -53,12 +53,18 @@ typedef struct {
     char *name;
     unsigned char *value;
     size_t value_len;
+    /* Non-zero for a public field (configuration such as a base URL); zero for a secret one, to mask in logs. */
+    int is_public;
 } coffer_field;
 
 typedef struct {
     uint64_t version;
     size_t n_fields;
     coffer_field *fields;
+    /* The version of the type the connection was written under; 0 for one stored before types (generic). */
+    uint32_t type_version;
+    /* The type's variant ("access-key", "token", ...); empty when type_version is 0. */
+    char *variant;
 } coffer_values;
 
 /* One field to put or overwrite: the plaintext, which is sealed before it leaves the process. */
@@ -66,6 +72,9 @@ typedef struct {
     const char *name;
     const unsigned char *value;
     size_t value_len;
+    /* Non-zero to send the field in clear: only for fields the connection's type declares public (a base URL,
+     * a region, a username); cofferd refuses a secret field sent so. */
+    int is_public;
 } coffer_field_input;
 
 /* Connects to cofferd's socket at `socket_path` and checks that cofferd listens there (its uid, from the kernel,
@@ -88,6 +97,13 @@ int coffer_get_public_key(coffer_conn *conn, unsigned char public_key[COFFER_PUB
 int coffer_put(coffer_conn *conn, const char *connection, const coffer_field_input *fields, size_t n_fields,
                uint64_t *version, coffer_error *err);
 
+/* The same, for a typed connection: `variant` names the type's variant (NULL for its default, or on an
+ * overwrite the connection's own), and fields marked is_public travel in clear. */
+int coffer_put_typed(coffer_conn *conn, const char *connection, const char *variant,
+                     const coffer_field_input *fields, size_t n_fields, uint64_t *version, coffer_error *err);
+int coffer_overwrite_typed(coffer_conn *conn, const char *connection, const char *variant,
+                           const coffer_field_input *fields, size_t n_fields, uint64_t expected_version,
+                           uint64_t *version, coffer_error *err);
 /* Seals each value and replaces all of the connection's fields; with a non-zero `expected_version`, only if
  * the connection is at that version. Admin socket. */
 int coffer_overwrite(coffer_conn *conn, const char *connection, const coffer_field_input *fields,

@@ -296,6 +296,8 @@ int coffer_get(coffer_conn *conn, const char *connection, const char *token, cof
     }
     Coffer__V1__GetResponse *result = response->get;
     out->version = result->version;
+    out->type_version = result->type_version;
+    out->variant = strdup(result->variant != NULL ? result->variant : "");
     out->fields = calloc(result->n_fields > 0 ? result->n_fields : 1, sizeof *out->fields);
     if (out->fields == NULL) {
         coffer__v1__response__free_unpacked(response, NULL);
@@ -317,13 +319,19 @@ int coffer_get(coffer_conn *conn, const char *connection, const char *token, cof
         }
         copy->value[field->value.len] = '\0';
         copy->value_len = field->value.len;
+        copy->is_public = field->public_;
     }
     coffer__v1__response__free_unpacked(response, NULL);
     return COFFER_OK;
 }
 
 void coffer_values_free(coffer_values *values) {
-    if (values == NULL || values->fields == NULL) {
+    if (values == NULL) {
+        return;
+    }
+    free(values->variant);
+    values->variant = NULL;
+    if (values->fields == NULL) {
         return;
     }
     for (size_t i = 0; i < values->n_fields; i++) {
@@ -405,41 +413,88 @@ static void free_sealed(Coffer__V1__SealedField *sealed, Coffer__V1__SealedField
     free(pointers);
 }
 
-static int write_connection(coffer_conn *conn, const char *connection, const coffer_field_input *fields,
-                            size_t n_fields, int overwrite, uint64_t expected_version, uint64_t *version,
-                            coffer_error *err) {
+static int write_connection(coffer_conn *conn, const char *connection, const char *variant,
+                            const coffer_field_input *fields, size_t n_fields, int overwrite,
+                            uint64_t expected_version, uint64_t *version, coffer_error *err) {
     if (sodium_init() < 0) {
         return fail(err, COFFER_INTERNAL, "libsodium could not be initialised");
     }
+    /* Secret fields are sealed; public ones travel in clear. */
+    coffer_field_input *secret = calloc(n_fields > 0 ? n_fields : 1, sizeof *secret);
+    Coffer__V1__PublicField *clear = calloc(n_fields > 0 ? n_fields : 1, sizeof *clear);
+    Coffer__V1__PublicField **clear_pointers = calloc(n_fields > 0 ? n_fields : 1, sizeof *clear_pointers);
+    if (secret == NULL || clear == NULL || clear_pointers == NULL) {
+        free(secret);
+        free(clear);
+        free(clear_pointers);
+        return fail(err, COFFER_INTERNAL, "out of memory");
+    }
+    size_t n_secret = 0, n_clear = 0;
+    char **clear_values = calloc(n_fields > 0 ? n_fields : 1, sizeof *clear_values);
+    int status = clear_values == NULL ? fail(err, COFFER_INTERNAL, "out of memory") : COFFER_OK;
+    for (size_t i = 0; i < n_fields && status == COFFER_OK; i++) {
+        if (!fields[i].is_public) {
+            secret[n_secret++] = fields[i];
+            continue;
+        }
+        if (memchr(fields[i].value, '\0', fields[i].value_len) != NULL) {
+            status = fail(err, COFFER_INVALID_ARGUMENT, "a public field holds a NUL byte");
+            break;
+        }
+        clear_values[n_clear] = strndup((const char *)fields[i].value, fields[i].value_len);
+        if (clear_values[n_clear] == NULL) {
+            status = fail(err, COFFER_INTERNAL, "out of memory");
+            break;
+        }
+        coffer__v1__public_field__init(&clear[n_clear]);
+        clear[n_clear].name = (char *)fields[i].name;
+        clear[n_clear].value = clear_values[n_clear];
+        clear_pointers[n_clear] = &clear[n_clear];
+        n_clear++;
+    }
     Coffer__V1__SealedField *sealed = NULL;
     Coffer__V1__SealedField **pointers = NULL;
-    char key_id[COFFER_KEY_ID_CHARS + 1];
-    int status = seal_fields(conn, fields, n_fields, &sealed, &pointers, key_id, err);
-    if (status != COFFER_OK) {
-        return status;
-    }
-    Coffer__V1__Request request = COFFER__V1__REQUEST__INIT;
-    Coffer__V1__PutRequest put = COFFER__V1__PUT_REQUEST__INIT;
-    Coffer__V1__OverwriteRequest replace = COFFER__V1__OVERWRITE_REQUEST__INIT;
-    if (overwrite) {
-        replace.connection = (char *)connection;
-        replace.key_id = key_id;
-        replace.n_fields = n_fields;
-        replace.fields = pointers;
-        replace.expected_version = expected_version;
-        request.operation_case = COFFER__V1__REQUEST__OPERATION_OVERWRITE;
-        request.overwrite = &replace;
-    } else {
-        put.connection = (char *)connection;
-        put.key_id = key_id;
-        put.n_fields = n_fields;
-        put.fields = pointers;
-        request.operation_case = COFFER__V1__REQUEST__OPERATION_PUT;
-        request.put = &put;
+    char key_id[COFFER_KEY_ID_CHARS + 1] = "";
+    if (status == COFFER_OK) {
+        status = seal_fields(conn, secret, n_secret, &sealed, &pointers, key_id, err);
     }
     Coffer__V1__Response *response = NULL;
-    status = call(conn, &request, &response, err);
-    free_sealed(sealed, pointers, n_fields);
+    if (status == COFFER_OK) {
+        Coffer__V1__Request request = COFFER__V1__REQUEST__INIT;
+        Coffer__V1__PutRequest put = COFFER__V1__PUT_REQUEST__INIT;
+        Coffer__V1__OverwriteRequest replace = COFFER__V1__OVERWRITE_REQUEST__INIT;
+        if (overwrite) {
+            replace.connection = (char *)connection;
+            replace.key_id = key_id;
+            replace.n_fields = n_secret;
+            replace.fields = pointers;
+            replace.n_public_fields = n_clear;
+            replace.public_fields = clear_pointers;
+            replace.variant = (char *)(variant != NULL ? variant : "");
+            replace.expected_version = expected_version;
+            request.operation_case = COFFER__V1__REQUEST__OPERATION_OVERWRITE;
+            request.overwrite = &replace;
+        } else {
+            put.connection = (char *)connection;
+            put.key_id = key_id;
+            put.n_fields = n_secret;
+            put.fields = pointers;
+            put.n_public_fields = n_clear;
+            put.public_fields = clear_pointers;
+            put.variant = (char *)(variant != NULL ? variant : "");
+            request.operation_case = COFFER__V1__REQUEST__OPERATION_PUT;
+            request.put = &put;
+        }
+        status = call(conn, &request, &response, err);
+        free_sealed(sealed, pointers, n_secret);
+    }
+    for (size_t i = 0; i < n_clear; i++) {
+        free(clear_values[i]);
+    }
+    free(clear_values);
+    free(clear);
+    free(clear_pointers);
+    free(secret);
     if (status != COFFER_OK) {
         return status;
     }
@@ -462,10 +517,21 @@ static int write_connection(coffer_conn *conn, const char *connection, const cof
 
 int coffer_put(coffer_conn *conn, const char *connection, const coffer_field_input *fields, size_t n_fields,
                uint64_t *version, coffer_error *err) {
-    return write_connection(conn, connection, fields, n_fields, 0, 0, version, err);
+    return write_connection(conn, connection, NULL, fields, n_fields, 0, 0, version, err);
+}
+
+int coffer_put_typed(coffer_conn *conn, const char *connection, const char *variant,
+                     const coffer_field_input *fields, size_t n_fields, uint64_t *version, coffer_error *err) {
+    return write_connection(conn, connection, variant, fields, n_fields, 0, 0, version, err);
+}
+
+int coffer_overwrite_typed(coffer_conn *conn, const char *connection, const char *variant,
+                           const coffer_field_input *fields, size_t n_fields, uint64_t expected_version,
+                           uint64_t *version, coffer_error *err) {
+    return write_connection(conn, connection, variant, fields, n_fields, 1, expected_version, version, err);
 }
 
 int coffer_overwrite(coffer_conn *conn, const char *connection, const coffer_field_input *fields,
                      size_t n_fields, uint64_t expected_version, uint64_t *version, coffer_error *err) {
-    return write_connection(conn, connection, fields, n_fields, 1, expected_version, version, err);
+    return write_connection(conn, connection, NULL, fields, n_fields, 1, expected_version, version, err);
 }

@@ -3,11 +3,12 @@
  * socket, from C.
  *
  *   coffer-c get TYPE/NAME [--field NAME]            token from COFFER_TOKEN
- *   coffer-c put TYPE/NAME [--field-file NAME=PATH]...
- *   coffer-c overwrite TYPE/NAME [--expect-version N] [--field-file NAME=PATH]...
+ *   coffer-c put TYPE/NAME [--variant V] [--public NAME]... [--field-file NAME=PATH]...
+ *   coffer-c overwrite TYPE/NAME [--variant V] [--public NAME]... [--expect-version N] [--field-file NAME=PATH]...
  *
  * Without --field-file, put and overwrite read NAME=VALUE lines on stdin (a value runs to the end of its
- * line). Sockets come from --admin-socket and --worker-socket, or COFFER_ADMIN_SOCKET and
+ * line). --public names a field the connection's type declares public (a base URL, a region), sent in clear;
+ * every other field is sealed. get prints the connection typed: its type, variant, fields and which are secret. Sockets come from --admin-socket and --worker-socket, or COFFER_ADMIN_SOCKET and
  * COFFER_WORKER_SOCKET, or /run/coffer/{admin,worker}.sock. Values are never taken from argv.
  */
 #define _GNU_SOURCE
@@ -26,8 +27,9 @@
 
 static void usage(void) {
     fputs("usage: coffer-c get TYPE/NAME [--field NAME] [--worker-socket PATH]\n"
-          "       coffer-c put TYPE/NAME [--field-file NAME=PATH]... [--admin-socket PATH]\n"
-          "       coffer-c overwrite TYPE/NAME [--expect-version N] [--field-file NAME=PATH]... [--admin-socket PATH]\n"
+          "       coffer-c put TYPE/NAME [--variant V] [--public NAME]... [--field-file NAME=PATH]... [--admin-socket PATH]\n"
+          "       coffer-c overwrite TYPE/NAME [--variant V] [--public NAME]... [--expect-version N]\n"
+          "                [--field-file NAME=PATH]... [--admin-socket PATH]\n"
           "put and overwrite read NAME=VALUE lines on stdin unless --field-file is given;\n"
           "get reads the workflow token from COFFER_TOKEN.\n",
           stderr);
@@ -110,7 +112,20 @@ static int run_get(const char *connection, const char *field, const char *socket
             fwrite(values.fields[i].value, 1, values.fields[i].value_len, stdout);
         }
     } else {
-        putchar('{');
+        /* The connection typed, as the Swift coffer prints it. */
+        size_t type_length = strcspn(connection, "/");
+        fputs("{\"connection\":", stdout);
+        print_json_string((const unsigned char *)connection, strlen(connection));
+        fputs(",\"type\":", stdout);
+        if (values.type_version > 0) {
+            print_json_string((const unsigned char *)connection, type_length);
+        } else {
+            fputs("\"generic\"", stdout);
+        }
+        fputs(",\"variant\":", stdout);
+        const char *variant = values.variant != NULL && values.variant[0] != '\0' ? values.variant : "default";
+        print_json_string((const unsigned char *)variant, strlen(variant));
+        printf(",\"version\":%llu,\"fields\":{", (unsigned long long)values.version);
         for (size_t i = 0; i < values.n_fields; i++) {
             if (i > 0) {
                 putchar(',');
@@ -119,7 +134,18 @@ static int run_get(const char *connection, const char *field, const char *socket
             putchar(':');
             print_json_string(values.fields[i].value, values.fields[i].value_len);
         }
-        puts("}");
+        fputs("},\"secret\":[", stdout);
+        int first = 1;
+        for (size_t i = 0; i < values.n_fields; i++) {
+            if (!values.fields[i].is_public) {
+                if (!first) {
+                    putchar(',');
+                }
+                first = 0;
+                print_json_string((const unsigned char *)values.fields[i].name, strlen(values.fields[i].name));
+            }
+        }
+        puts("]}");
     }
     fflush(stdout);
     coffer_values_free(&values);
@@ -165,8 +191,18 @@ static unsigned char *read_all(FILE *file, size_t *length, const char *what, cof
     return NULL;
 }
 
-static int run_write(int overwrite, const char *connection, unsigned long long expected_version,
-                     char **field_files, size_t n_field_files, const char *socket) {
+static int is_named(const char *name, char **names, size_t n_names) {
+    for (size_t i = 0; i < n_names; i++) {
+        if (strcmp(name, names[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int run_write(int overwrite, const char *connection, const char *variant, char **public_names,
+                     size_t n_public, unsigned long long expected_version, char **field_files, size_t n_field_files,
+                     const char *socket) {
     coffer_field_input fields[MAX_FIELDS];
     unsigned char *buffers[MAX_FIELDS];
     size_t lengths[MAX_FIELDS];
@@ -196,7 +232,8 @@ static int run_write(int overwrite, const char *connection, unsigned long long e
                 break;
             }
             buffers[n_buffers++] = value;
-            fields[n_fields++] = (coffer_field_input){field_files[i], value, lengths[n_buffers - 1]};
+            fields[n_fields++] = (coffer_field_input){field_files[i], value, lengths[n_buffers - 1],
+                                                      is_named(field_files[i], public_names, n_public)};
         }
     } else {
         size_t length = 0;
@@ -228,8 +265,10 @@ static int run_write(int overwrite, const char *connection, unsigned long long e
                 } else {
                     *equals = '\0';
                     input[line_end] = '\0';
-                    fields[n_fields++] = (coffer_field_input){(const char *)input + start, equals + 1,
-                                                              (size_t)(input + line_end - (equals + 1))};
+                    const char *name = (const char *)input + start;
+                    fields[n_fields++] = (coffer_field_input){name, equals + 1,
+                                                              (size_t)(input + line_end - (equals + 1)),
+                                                              is_named(name, public_names, n_public)};
                 }
             }
             start = end + 1;
@@ -246,8 +285,9 @@ static int run_write(int overwrite, const char *connection, unsigned long long e
         uint64_t version = 0;
         int status = coffer_connect(socket, 30, &conn, &err);
         if (status == COFFER_OK) {
-            status = overwrite ? coffer_overwrite(conn, connection, fields, n_fields, expected_version, &version, &err)
-                               : coffer_put(conn, connection, fields, n_fields, &version, &err);
+            status = overwrite ? coffer_overwrite_typed(conn, connection, variant, fields, n_fields, expected_version,
+                                                        &version, &err)
+                               : coffer_put_typed(conn, connection, variant, fields, n_fields, &version, &err);
             coffer_close(conn);
         }
         if (status != COFFER_OK) {
@@ -274,7 +314,9 @@ int main(int argc, char **argv) {
     }
     const char *command = argv[1];
     const char *connection = argv[2];
-    const char *field = NULL, *admin_socket = NULL, *worker_socket = NULL;
+    const char *field = NULL, *admin_socket = NULL, *worker_socket = NULL, *variant = NULL;
+    char *public_names[MAX_FIELDS];
+    size_t n_public = 0;
     unsigned long long expected_version = 0;
     char *field_files[MAX_FIELDS];
     size_t n_field_files = 0;
@@ -297,21 +339,30 @@ int main(int argc, char **argv) {
             if (errno != 0 || end == value || *end != '\0' || value[0] == '-') {
                 return usage_error("--expect-version takes a version number");
             }
+        } else if (strcmp(option, "--variant") == 0) {
+            variant = value;
+        } else if (strcmp(option, "--public") == 0 && n_public < MAX_FIELDS) {
+            public_names[n_public++] = argv[i];
         } else if (strcmp(option, "--field-file") == 0 && n_field_files < MAX_FIELDS) {
             field_files[n_field_files++] = argv[i];
         } else {
             return usage_error("unknown option");
         }
     }
+    int writes = strcmp(command, "put") == 0 || strcmp(command, "overwrite") == 0;
+    if (writes && field != NULL) {
+        return usage_error("--field is for get");
+    }
+    if (!writes && (variant != NULL || n_public > 0)) {
+        return usage_error("--variant and --public are for put and overwrite");
+    }
     if (strcmp(command, "get") == 0) {
         return run_get(connection, field, socket_path(worker_socket, "COFFER_WORKER_SOCKET", "/run/coffer/worker.sock"));
     }
-    if (strcmp(command, "put") == 0 || strcmp(command, "overwrite") == 0) {
-        if (field != NULL) {
-            return usage_error("--field is for get");
-        }
-        return run_write(strcmp(command, "overwrite") == 0, connection, expected_version, field_files,
-                         n_field_files, socket_path(admin_socket, "COFFER_ADMIN_SOCKET", "/run/coffer/admin.sock"));
+    if (writes) {
+        return run_write(strcmp(command, "overwrite") == 0, connection, variant, public_names, n_public,
+                         expected_version, field_files, n_field_files,
+                         socket_path(admin_socket, "COFFER_ADMIN_SOCKET", "/run/coffer/admin.sock"));
     }
     return usage_error("unknown command");
 }

@@ -1,8 +1,15 @@
-"""A minimal Python client for cofferd: seal and put, overwrite, get, list.
+"""A Python client for cofferd: typed connections for workflow steps, and the admin operations.
 
-Messages are protobuf (code generated from proto/coffer/v1/coffer.proto by protoc; run generate.sh),
-framed length-delimited on a Unix socket. Values are sealed with libsodium's crypto_box_seal (pynacl's
-SealedBox) to cofferd's public key before they leave the process.
+A step gets a connection the way Puppet Relay's SDK offers it:
+
+    from coffer_client import Coffer
+    aws = Coffer().get("aws/my-aws-account")      # token from COFFER_TOKEN, socket from COFFER_WORKER_SOCKET
+    session = boto3.Session(aws_access_key_id=aws.accessKeyID, aws_secret_access_key=aws.secretAccessKey)
+
+Messages are protobuf (code generated from proto/coffer/v1/coffer.proto by protoc, shipped in the package;
+generate.sh redoes it), framed length-delimited on a Unix socket. Secret values are sealed with libsodium's
+crypto_box_seal (pynacl's SealedBox) to cofferd's public key before they leave the process; public fields
+(a base URL, a region, a username) travel in clear, as the connection's type says.
 """
 
 from __future__ import annotations
@@ -10,13 +17,13 @@ from __future__ import annotations
 import os
 import socket
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nacl.public import PublicKey, SealedBox
 
 from ._generated.coffer.v1 import coffer_pb2 as pb
 
-__all__ = ["CofferError", "Client", "ConnectionInfo", "pb", "EXIT_STATUS"]
+__all__ = ["CofferError", "Client", "Coffer", "Connection", "ConnectionInfo", "pb", "EXIT_STATUS"]
 
 DEFAULT_ADMIN_SOCKET = "/run/coffer/admin.sock"
 DEFAULT_WORKER_SOCKET = "/run/coffer/worker.sock"
@@ -49,12 +56,70 @@ class CofferError(Exception):
 
 @dataclass(frozen=True)
 class ConnectionInfo:
+    """What an admin may know of a connection: never a secret value."""
     connection: str
     fields: list[str]
     version: int
     created_unix_ms: int
     updated_unix_ms: int
     grants: list[str]
+    type_version: int = 0
+    variant: str = ""
+    public_fields: dict = field(default_factory=dict)
+    secret_fields: list = field(default_factory=list)
+
+    @property
+    def type(self) -> str:
+        """The type it is served as: generic for a connection stored before types."""
+        return self.connection.split("/", 1)[0] if self.type_version else "generic"
+
+
+class Connection:
+    """A connection as a step gets it: its fields by attribute (`aws.accessKeyID`) or by key
+    (`http["header.Accept"]`). Secret fields are named in `secret_fields`, so a runner can mask them; the repr
+    never shows a value."""
+
+    def __init__(self, response):
+        self.connection: str = response.connection
+        self.version: int = response.version
+        self.type_version: int = response.type_version
+        self.type: str = self.connection.split("/", 1)[0] if response.type_version else "generic"
+        self.variant: str = response.variant or "default"
+        self.fields: dict[str, str | bytes] = {}
+        self.secret_fields: set[str] = set()
+        self.environment: dict[str, str] = {}
+        for item in response.fields:
+            value = bytes(item.value)
+            try:
+                self.fields[item.name] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                self.fields[item.name] = value
+            if not item.public:
+                self.secret_fields.add(item.name)
+            if item.environment:
+                self.environment[item.environment] = item.name
+
+    def __getattr__(self, name: str):
+        fields = self.__dict__.get("fields", {})
+        if name in fields:
+            return fields[name]
+        raise AttributeError(f"connection {self.__dict__.get('connection')} has no field {name}")
+
+    def __getitem__(self, name: str):
+        return self.fields[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.fields
+
+    def env(self) -> dict[str, str]:
+        """The environment variables the connection's type maps its fields to (for aws: AWS_ACCESS_KEY_ID, ...)."""
+        return {variable: str(self.fields[name]) for variable, name in self.environment.items()}
+
+    def __repr__(self) -> str:
+        return (f"Connection({self.connection}, type {self.type}, variant {self.variant}, version {self.version}, "
+                f"fields {sorted(self.fields)}, values <redacted>)")
+
+    __str__ = __repr__
 
 
 def _varint(value: int) -> bytes:
@@ -108,15 +173,41 @@ class Client:
         result = self._call("get_public_key", pb.GetPublicKeyRequest())
         return bytes(result.public_key), result.key_id
 
-    def put(self, connection: str, values: dict[str, bytes | str]) -> ConnectionInfo:
-        request = pb.PutRequest(connection=connection)
-        request.key_id = self._seal(values, request.fields)
+    def put(self, connection: str, values: dict[str, bytes | str], variant: str | None = None) -> ConnectionInfo:
+        """Creates a connection. The fields its type declares public travel in clear; every other is sealed."""
+        request = pb.PutRequest(connection=connection, variant=variant or "")
+        secret = self._split(connection, variant, values, request.public_fields)
+        request.key_id = self._seal(secret, request.fields)
         return _info(self._call("put", request).connection)
 
-    def overwrite(self, connection: str, values: dict[str, bytes | str], expected_version: int = 0) -> ConnectionInfo:
-        request = pb.OverwriteRequest(connection=connection, expected_version=expected_version)
-        request.key_id = self._seal(values, request.fields)
+    def overwrite(self, connection: str, values: dict[str, bytes | str], expected_version: int = 0,
+                  variant: str | None = None) -> ConnectionInfo:
+        current = self.describe(connection)
+        request = pb.OverwriteRequest(connection=connection, expected_version=expected_version, variant=variant or "")
+        if current.type_version:
+            secret = self._split(connection, variant or current.variant, values, request.public_fields)
+        else:
+            secret = values  # stored before types: every field stays secret
+        request.key_id = self._seal(secret, request.fields)
         return _info(self._call("overwrite", request).connection)
+
+    def update(self, connection: str, set_public: dict[str, str] | None = None,
+               set_secret: dict[str, bytes | str] | None = None, remove: list[str] | None = None,
+               expected_version: int = 0) -> ConnectionInfo:
+        """Sets public fields, replaces secret ones and removes optional ones; secrets not named are kept."""
+        request = pb.UpdateRequest(connection=connection, expected_version=expected_version, remove=remove or [])
+        for name, value in sorted((set_public or {}).items()):
+            request.set_public.add(name=name, value=value)
+        if set_secret:
+            request.key_id = self._seal(set_secret, request.set_secret)
+        return _info(self._call("update", request).connection)
+
+    def describe(self, connection: str) -> ConnectionInfo:
+        return _info(self._call("describe", pb.DescribeRequest(connection=connection)).connection)
+
+    def types(self) -> list:
+        """The connection types cofferd knows (ConnectionType messages)."""
+        return list(self._call("list_types", pb.ListTypesRequest()).types)
 
     def list(self) -> list[ConnectionInfo]:
         return [_info(info) for info in self._call("list", pb.ListRequest()).connections]
@@ -148,14 +239,38 @@ class Client:
     # Worker socket.
 
     def get(self, connection: str, token: str) -> tuple[int, dict[str, bytes]]:
-        """Returns (version, {field: value})."""
+        """Returns (version, {field: value}) with every field, public and secret, as bytes."""
         result = self._call("get", pb.GetRequest(connection=connection, token=token))
-        return result.version, {field.name: bytes(field.value) for field in result.fields}
+        return result.version, {item.name: bytes(item.value) for item in result.fields}
+
+    def get_connection(self, connection: str, token: str) -> Connection:
+        """The connection typed: fields by attribute, which are secret, the environment its type maps."""
+        return Connection(self._call("get", pb.GetRequest(connection=connection, token=token)))
 
     def health(self) -> str:
         return self._call("health", pb.HealthRequest()).status
 
     # The wire.
+
+    def _split(self, connection: str, variant: str | None, values: dict[str, bytes | str], public_fields) -> dict:
+        """Puts the fields the type declares public into `public_fields`; returns the others, to be sealed. A type
+        or field cofferd does not know is sealed, and cofferd names what is wrong."""
+        type_name = connection.split("/", 1)[0]
+        specs = []
+        for known in self.types():
+            if known.name == type_name and known.variants:
+                chosen = next((v for v in known.variants if v.name == variant), known.variants[0])
+                specs = list(chosen.fields)
+        secret = {}
+        for name, value in sorted(values.items()):
+            spec = next((s for s in specs if s.name == name), None) or next(
+                (s for s in specs if s.name.endswith(".") and name.startswith(s.name) and len(name) > len(s.name)),
+                None)
+            if spec is not None and not spec.secret and isinstance(value, str):
+                public_fields.add(name=name, value=value)
+            else:
+                secret[name] = value
+        return secret
 
     def _seal(self, values: dict[str, bytes | str], fields) -> str:
         key, key_id = self.public_key()
@@ -233,7 +348,27 @@ def _verify_server(sock: socket.socket, socket_path: str, expected: int | None) 
 
 def _info(info) -> ConnectionInfo:
     return ConnectionInfo(info.connection, list(info.fields), info.version, info.created_unix_ms,
-                          info.updated_unix_ms, list(info.grants))
+                          info.updated_unix_ms, list(info.grants), info.type_version, info.variant,
+                          {item.name: item.value for item in info.public_fields}, list(info.secret_fields))
+
+
+class Coffer:
+    """What a workflow step uses: `Coffer().get("aws/my-aws-account")`. The token comes from `token` or
+    COFFER_TOKEN, the worker socket from `socket_path` or COFFER_WORKER_SOCKET."""
+
+    def __init__(self, token: str | None = None, socket_path: str | None = None, timeout: float = 30.0):
+        self._token = token or os.environ.get("COFFER_TOKEN") or ""
+        if not self._token:
+            raise CofferError(pb.UNAUTHENTICATED, "no workflow token: set COFFER_TOKEN or pass token=")
+        self._socket_path = socket_path or worker_socket()
+        self._timeout = timeout
+
+    def get(self, connection: str) -> Connection:
+        with Client(self._socket_path, self._timeout) as client:
+            return client.get_connection(connection, self._token)
+
+    def __repr__(self) -> str:
+        return f"Coffer({self._socket_path}, token <redacted>)"
 
 
 def admin_socket() -> str:

@@ -1,6 +1,6 @@
 """coffer-py: put, overwrite, get and list Coffer connections from Python.
 
-    python3 -m coffer_client put TYPE/NAME [--from-file PATH]     fields: a JSON object of strings on stdin
+    python3 -m coffer_client put TYPE/NAME [--variant V] [--from-file PATH]   fields: a JSON object on stdin
     python3 -m coffer_client overwrite TYPE/NAME [--expect-version N] [--from-file PATH]
     python3 -m coffer_client get TYPE/NAME [--field NAME]          token from COFFER_TOKEN
     python3 -m coffer_client list [--json]
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     put = commands.add_parser("put")
     put.add_argument("connection")
     put.add_argument("--from-file")
+    put.add_argument("--variant")
     overwrite = commands.add_parser("overwrite")
     overwrite.add_argument("connection")
     overwrite.add_argument("--from-file")
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             fields = _read_fields(args.from_file)
             with Client(args.admin_socket) as client:
                 if args.command == "put":
-                    info = client.put(args.connection, fields)
+                    info = client.put(args.connection, fields, variant=args.variant)
                 else:
                     info = client.overwrite(args.connection, fields, args.expect_version)
             print(f"{args.command} {info.connection}, now version {info.version}")
@@ -62,13 +63,18 @@ def main(argv: list[str] | None = None) -> int:
             if not token:
                 raise CofferError(pb.UNAUTHENTICATED, "no workflow token: set COFFER_TOKEN")
             with Client(args.worker_socket) as client:
-                _, values = client.get(args.connection, token)
+                connection = client.get_connection(args.connection, token)
             if args.field is not None:
-                if args.field not in values:
+                if args.field not in connection:
                     raise CofferError(pb.NOT_FOUND, f"connection {args.connection} has no field {args.field}")
-                sys.stdout.buffer.write(values[args.field])
+                value = connection[args.field]
+                sys.stdout.buffer.write(value.encode() if isinstance(value, str) else value)
             else:
-                print(json.dumps({k: v.decode("utf-8") for k, v in sorted(values.items())}))
+                if any(isinstance(v, bytes) for v in connection.fields.values()):
+                    raise CofferError(pb.FAILED_PRECONDITION, "a field is not UTF-8 text; print it with --field")
+                print(json.dumps({"connection": connection.connection, "type": connection.type,
+                                  "variant": connection.variant, "version": connection.version,
+                                  "fields": connection.fields, "secret": sorted(connection.secret_fields)}))
         else:
             with Client(args.admin_socket) as client:
                 connections = client.list()
