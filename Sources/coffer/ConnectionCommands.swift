@@ -43,10 +43,11 @@ extension Coffer {
                                 dash(field.environment), field.description,
                             ])
                         }
-                        if !variant.requiresOneOf.isEmpty {
-                            rows.append(["(one of " + variant.requiresOneOf.joined(separator: ", ") + " is required)"])
-                        }
                         printTable(rows)
+                        if !variant.requiresOneOf.isEmpty {
+                            let names = variant.requiresOneOf.map { $0.hasSuffix(".") ? $0 + "NAME" : $0 }
+                            print("at least one of \(names.joined(separator: ", ")) is required")
+                        }
                     }
                     return
                 }

@@ -123,6 +123,50 @@ final class InProcessServer: @unchecked Sendable {
         return .put(put)
     }
 
+    /// A typed put: `public` in clear, `secret` sealed.
+    func put(
+        _ connection: String,
+        variant: String = "",
+        public: [String: String],
+        secret: [String: String]
+    ) throws -> Coffer_V1_Request.OneOf_Operation {
+        var put = Coffer_V1_PutRequest()
+        put.connection = connection
+        put.variant = variant
+        put.keyID = store.keys.keyID.hex
+        put.fields = try sealed(secret)
+        put.publicFields = Self.clear(`public`)
+        return .put(put)
+    }
+
+    func update(
+        _ connection: String,
+        setPublic: [String: String] = [:],
+        setSecret: [String: String] = [:],
+        remove: [String] = [],
+        expectedVersion: UInt64 = 0
+    ) throws -> Coffer_V1_Request.OneOf_Operation {
+        var update = Coffer_V1_UpdateRequest()
+        update.connection = connection
+        update.setPublic = Self.clear(setPublic)
+        if !setSecret.isEmpty {
+            update.keyID = store.keys.keyID.hex
+            update.setSecret = try sealed(setSecret)
+        }
+        update.remove = remove
+        update.expectedVersion = expectedVersion
+        return .update(update)
+    }
+
+    static func clear(_ values: [String: String]) -> [Coffer_V1_PublicField] {
+        values.sorted { $0.key < $1.key }.map { name, value in
+            var field = Coffer_V1_PublicField()
+            field.name = name
+            field.value = value
+            return field
+        }
+    }
+
     func overwrite(_ connection: String, _ values: [String: String]) throws -> Coffer_V1_Request.OneOf_Operation {
         var overwrite = Coffer_V1_OverwriteRequest()
         overwrite.connection = connection
