@@ -13,7 +13,10 @@ fills both with the same 1,000 keys of 256-byte values, and measures, each side 
           well-behaved client that connects after the flood began: cofferd's VmHWM, its VmRSS 10 s after the
           flood, three floods in a row, and the well-behaved client's Gets;
   hold    1,000 clients held open on the worker socket with a Health every 8 s, while an admin lists 100 times
-          and a new worker gets.
+          and a new worker gets;
+  typed   the same Gets and durable overwrites of typed http connections (a base URL, two headers, one a
+          template citing the token; the token 256 bytes) beside the untyped (generic) ones and Redis: the cost of
+          the type check on a write and of the public fields bound into the value on a Get.
 It prints ratios beside the figures: this machine is noisy, so only figures from one run are compared.
 """
 
@@ -326,8 +329,66 @@ def hold(servers: Servers, token: str, work: Path) -> None:
          f"{held['completed']} ({held['failed']} failed{', ' + err.strip() if err.strip() else ''})"]])
 
 
+def typed_fields(value: bytes) -> dict[str, str]:
+    return {"baseURL": "https://api.example.com/v1", "header.Accept": "application/json",
+            "header.Authorization": "Bearer {{ token }}", "token": value.decode()}
+
+
+def typed(servers: Servers, token: str, work: Path) -> None:
+    fill_granted(servers.admin, KEYS, lambda i: f"http/bench-{i:04d}",
+                 lambda i: typed_fields(servers.values[f"bench-{i:04d}"]), "bench")
+    with Client(servers.admin) as admin:
+        key, key_id = admin.public_key()
+    box = SealedBox(PublicKey(key))
+    gets_of = {
+        "generic": frames_file(work / "get-generic", [
+            coffer_frame(pb.Request(id=1, get=pb.GetRequest(connection=f"generic/{name}", token=token)))
+            for name in servers.values]),
+        "http": frames_file(work / "get-http", [
+            coffer_frame(pb.Request(id=1, get=pb.GetRequest(connection=f"http/{name}", token=token)))
+            for name in servers.values]),
+    }
+    redis_get = frames_file(work / "redis-get", [resp(b"GET", name.encode()) for name in servers.values])
+    servers.start_redis(durable=False)
+    rows = [["Gets", "generic /s", "typed http /s", "typed / generic", "Redis /s", "typed / Redis",
+             "generic p50 / p99 us", "typed p50 / p99 us", "generic CPU us", "typed CPU us"]]
+    for connections, depth in [(1, 1), (32, 1), (32, 16)]:
+        g = loadgen(servers.worker, gets_of["generic"], "coffer", servers.cofferd.pid, connections, depth)
+        t = loadgen(servers.worker, gets_of["http"], "coffer", servers.cofferd.pid, connections, depth)
+        r = loadgen(servers.redis_socket, redis_get, "redis", servers.redis.pid, connections, depth)
+        rows.append([f"{connections} conn, depth {depth}", f"{g['per_second']:,.0f}", f"{t['per_second']:,.0f}",
+                     f"{t['per_second'] / g['per_second']:.3f}x", f"{r['per_second']:,.0f}",
+                     f"{t['per_second'] / r['per_second']:.3f}x", f"{g['p50_us']:.0f} / {g['p99_us']:.0f}",
+                     f"{t['p50_us']:.0f} / {t['p99_us']:.0f}", f"{g['cpu_us']:.1f}", f"{t['cpu_us']:.1f}"])
+    table("Gets, typed http connections beside generic ones (same 256-byte secret) and Redis GET", rows)
+
+    def overwrite(name: str, value: bytes, typed_: bool) -> bytes:
+        if not typed_:
+            return coffer_frame(pb.Request(id=1, overwrite=pb.OverwriteRequest(
+                connection=f"generic/{name}", key_id=key_id,
+                fields=[pb.SealedField(name="token", sealed_value=box.encrypt(value))])))
+        fields = typed_fields(value)
+        return coffer_frame(pb.Request(id=1, overwrite=pb.OverwriteRequest(
+            connection=f"http/{name}", key_id=key_id,
+            fields=[pb.SealedField(name="token", sealed_value=box.encrypt(value))],
+            public_fields=[pb.PublicField(name=k, value=v) for k, v in fields.items() if k != "token"])))
+    writes_of = {kind: frames_file(work / f"overwrite-{kind}", [overwrite(name, value, kind == "http")
+                                                                for name, value in servers.values.items()])
+                 for kind in ("generic", "http")}
+    rows = [["Durable overwrites", "generic /s", "typed http /s", "typed / generic", "generic p50 us",
+             "typed p50 us", "generic CPU us", "typed CPU us"]]
+    for connections in [1, 32]:
+        g = loadgen(servers.admin, writes_of["generic"], "coffer", servers.cofferd.pid, connections)
+        t = loadgen(servers.admin, writes_of["http"], "coffer", servers.cofferd.pid, connections)
+        rows.append([f"{connections} client{'s' if connections > 1 else ''}", f"{g['per_second']:,.0f}",
+                     f"{t['per_second']:,.0f}", f"{t['per_second'] / g['per_second']:.3f}x", f"{g['p50_us']:.0f}",
+                     f"{t['p50_us']:.0f}", f"{g['cpu_us']:.1f}", f"{t['cpu_us']:.1f}"])
+    table("Durable overwrites: a typed http connection (checked against its type) beside a generic one", rows)
+    servers.stop_redis()
+
+
 def main() -> None:
-    parts = sys.argv[1:] or ["gets", "writes", "flood", "hold"]
+    parts = sys.argv[1:] or ["gets", "writes", "flood", "hold", "typed"]
     run("swift", "build", "-c", "release", "--product", "cofferd", cwd=ROOT, stdout=subprocess.DEVNULL)
     run("make", "-C", str(ROOT / "benchmarks" / "loadgen"), "--no-print-directory", stdout=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory(prefix="coffer-bench-") as temp:
@@ -338,13 +399,16 @@ def main() -> None:
             token = servers.fill_cofferd()
             print(f"cofferd {ROOT / '.build/release/cofferd'}, {subprocess.check_output(['redis-server', '--version'], text=True).split()[2]}, "
                   f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
-            gets(servers, token, work)  # also writes the Get frames the others use
+            if parts != ["typed"]:
+                gets(servers, token, work)  # also writes the Get frames the others use
             if "writes" in parts:
                 writes(servers, work)
             if "flood" in parts:
                 flood(servers, token, work)
             if "hold" in parts:
                 hold(servers, token, work)
+            if "typed" in parts:
+                typed(servers, token, work)
         finally:
             servers.stop_cofferd()
             servers.stop_redis()

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The checks of `FieldFormat`: each answers why a value does not fit, or nil. The reason never quotes the
 /// value, which may be secret.
@@ -94,8 +95,18 @@ enum FieldFormats {
 
     /// Whether the whole of `value` matches `pattern`.
     static func matches(_ value: String, pattern: String) -> Bool {
-        guard let regex = try? NSRegularExpression(pattern: "\\A(?:" + pattern + ")\\z") else { return false }
+        guard let regex = compiled(pattern) else { return false }
         let range = NSRange(value.startIndex..., in: value)
         return regex.firstMatch(in: value, range: range) != nil
+    }
+
+    /// Each pattern compiled once: a registry holds a few dozen, and every write checks some.
+    private static let cache = Mutex<[String: NSRegularExpression]>([:])
+
+    private static func compiled(_ pattern: String) -> NSRegularExpression? {
+        if let regex = cache.withLock({ $0[pattern] }) { return regex }
+        guard let regex = try? NSRegularExpression(pattern: "\\A(?:" + pattern + ")\\z") else { return nil }
+        cache.withLock { $0[pattern] = regex }
+        return regex
     }
 }

@@ -167,8 +167,9 @@ extension Coffer {
             discussion: """
                 --connection TYPE/NAME sets the variables its type maps fields to (for aws: AWS_ACCESS_KEY_ID, \
                 AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION); --env VAR=TYPE/NAME#FIELD sets one variable \
-                from one field. coffer then replaces itself with the command (signals and the exit status are the \
-                command's); COFFER_TOKEN is not passed on. Nothing is printed.
+                from one field, and overrides a connection's mapping of it. coffer then replaces itself with the \
+                command (signals and the exit status are the command's); COFFER_TOKEN is not passed on. Nothing is \
+                printed.
                 """
         )
 
@@ -209,13 +210,30 @@ extension Coffer {
                     throw CofferError(.invalidArgument, "name at least one --connection or --env")
                 }
                 let fetched = try step.fetch(refs + singles.map(\.ref))
-                var variables: [(String, String)] = []
-                for ref in refs { variables += try fetched[ref]!.environmentVariables().map { ($0.name, $0.value) } }
+                // A variable comes from one place: two connections mapping the same one, or one --env given
+                // twice, is an error; an --env overrides a connection's mapping.
+                var variables: [String: String] = [:]
+                var source: [String: ConnectionRef] = [:]
+                for ref in refs {
+                    for (name, value) in try fetched[ref]!.environmentVariables() {
+                        if let other = source[name], other != ref {
+                            throw CofferError(
+                                .invalidArgument,
+                                "both \(other) and \(ref) set \(name); name one with --env"
+                            )
+                        }
+                        (variables[name], source[name]) = (value, ref)
+                    }
+                }
+                var explicit = Set<String>()
                 for single in singles {
+                    guard explicit.insert(single.variable).inserted else {
+                        throw CofferError(.invalidArgument, "--env sets \(single.variable) twice")
+                    }
                     guard let value = fetched[single.ref]!.text(of: single.field) else {
                         throw CofferError(.notFound, "connection \(single.ref) has no text field \(single.field)")
                     }
-                    variables.append((single.variable, value))
+                    variables[single.variable] = value
                 }
                 unsetenv("COFFER_TOKEN")
                 for (name, value) in variables {
