@@ -6,6 +6,8 @@ import Foundation
 /// (`cofferd serve --types FILE`, a JSON object `{"types": [...]}` of `ConnectionType`s).
 public struct TypeRegistry: Sendable {
     private let byName: [String: ConnectionType]
+    /// Per type and variant, the environment variable of each field that has one (no family has one).
+    private let variables: [String: [String: [String: String]]]
 
     /// The built-in types only.
     public static let builtIn = try! TypeRegistry(adding: [])
@@ -22,6 +24,19 @@ public struct TypeRegistry: Sendable {
             byName[type.name] = type
         }
         self.byName = byName
+        variables = byName.mapValues { type in
+            Dictionary(
+                uniqueKeysWithValues: type.variants.map { variant in
+                    (
+                        variant.name,
+                        Dictionary(
+                            variant.fields.compactMap { field in field.environment.map { (field.name, $0) } },
+                            uniquingKeysWith: { first, _ in first }
+                        )
+                    )
+                }
+            )
+        }
     }
 
     /// The built-in types and those declared in the JSON file at `path`.
@@ -77,6 +92,12 @@ public struct TypeRegistry: Sendable {
                         "the pattern of field \(field.name) in \(place) does not compile"
                     )
                 }
+                if (field.isFamily || field.name == "*") && field.environment != nil {
+                    throw CofferError(
+                        .invalidArgument,
+                        "family \(field.name) in \(place) cannot name one environment variable"
+                    )
+                }
                 if field.generated && (field.secret || field.required) {
                     throw CofferError(
                         .invalidArgument,
@@ -105,12 +126,13 @@ extension TypeRegistry {
     /// The environment variables the connection's type maps its fields to (`AWS_ACCESS_KEY_ID`); none for an
     /// untyped connection.
     public func environment(of values: ConnectionValues) -> [FieldName: String] {
-        guard !values.shape.isUntyped,
-            let variant = type(named: values.ref.type)?.variant(named: values.shape.variant)
+        guard !values.shape.isUntyped, let mapped = variables[values.ref.type]?[values.shape.variant],
+            !mapped.isEmpty
         else { return [:] }
         var result: [FieldName: String] = [:]
-        for name in values.fieldNames {
-            if let variable = variant.spec(for: name)?.environment { result[name] = variable }
+        for name in values.fields.keys { if let variable = mapped[name.rawValue] { result[name] = variable } }
+        for name in values.shape.publicFields.keys {
+            if let variable = mapped[name.rawValue] { result[name] = variable }
         }
         return result
     }

@@ -75,10 +75,18 @@ struct ConnectionTable {
             field.value = value
             return field
         }
+        let incarnation = self.incarnation(of: record)
         record.fields = values.map { name, value in
             var field = Coffer_Storage_V1_StoredField()
             field.name = name.rawValue
-            field.ciphertext = Data(keys.sealAtRest(value, binding: binding(ref, record, field: name)))
+            let binding = FieldBinding(
+                connection: ref,
+                field: name,
+                recordVersion: version,
+                incarnation: incarnation,
+                shape: shape
+            )
+            field.ciphertext = Data(keys.sealAtRest(value, binding: binding))
             return field
         }
         return record
@@ -123,13 +131,21 @@ struct ConnectionTable {
         throws(CofferError) -> ConnectionValues
     {
         let shape = try shape(ref, record)
+        let incarnation = incarnation(of: record)
         var fields: [FieldName: SecretBytes] = [:]
         for field in record.fields {
             let name: FieldName
             do { name = try FieldName(field.name) } catch {
                 throw CofferError(.dataLoss, "connection \(ref) has a malformed field name", cause: error)
             }
-            fields[name] = try keys.openAtRest(Array(field.ciphertext), binding: binding(ref, record, field: name))
+            let binding = FieldBinding(
+                connection: ref,
+                field: name,
+                recordVersion: record.version,
+                incarnation: incarnation,
+                shape: shape
+            )
+            fields[name] = try keys.openAtRest(Array(field.ciphertext), binding: binding)
         }
         return ConnectionValues(ref: ref, version: record.version, fields: fields, shape: shape)
     }
