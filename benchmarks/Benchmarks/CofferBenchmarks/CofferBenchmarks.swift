@@ -128,7 +128,12 @@ let benchmarks: @Sendable () -> Void = {
             keyID: keys.keyID
         )
         let field = try FieldName("value")
-        let binding = FieldBinding(connection: try ConnectionRef(parsing: "aws/x"), field: field, recordVersion: 1)
+        let binding = FieldBinding(
+            connection: try ConnectionRef(parsing: "aws/x"),
+            field: field,
+            recordVersion: 1,
+            incarnation: [UInt8](repeating: 7, count: KeyRing.incarnationLength)
+        )
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations {
             blackHole(keys.sealAtRest(try keys.open(sealed, field: field), binding: binding))
