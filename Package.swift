@@ -160,7 +160,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CofferConnectionsTests",
-            dependencies: ["CofferConnections", "CofferCrypto", "CofferCore"]
+            dependencies: ["CofferConnections", "CofferCrypto", "CofferCore", "CofferTestSupport"]
         ),
         .testTarget(
             name: "CofferCryptoTests",

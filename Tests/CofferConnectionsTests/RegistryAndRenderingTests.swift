@@ -1,13 +1,16 @@
 import CofferConnections
 import CofferCore
 import CofferCrypto
+import CofferTestSupport
 import Foundation
 import Testing
 
 @Suite struct RegistryTests {
+    let dir = TemporaryDirectory(prefix: "types")
+
     func write(_ text: String) throws -> String {
-        let path = NSTemporaryDirectory() + "types-\(UUID().uuidString).json"
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let path = dir.child("types-\(UUID().uuidString).json")
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
         return path
     }
 

@@ -134,7 +134,7 @@ import Testing
         #expect(none.status == 6)
         #expect(none.stderr.contains("COFFER_TOKEN"))
         let tokenFile = daemon.dir.child("token")
-        try deploy.write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        try deploy.write(toFile: tokenFile, atomically: false, encoding: .utf8)
         #expect(try daemon.coffer(["get", "generic/http-api", "--token-file", tokenFile]).status == 0)
 
         let issued = try daemon.coffer(["token", "issue", "deploy", "--json"])
