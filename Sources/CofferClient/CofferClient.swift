@@ -268,6 +268,7 @@ extension CofferSocket {
         request.operation = operation
         let response = try call(request)
         if let error = response.status.error { throw error }
+        if response.revision > 0 { lastRevision = response.revision }
         return try extract(response.result)
     }
 

@@ -9,6 +9,13 @@ public final class CofferSocket: @unchecked Sendable {
     private let lock = NSLock()
     private var fd: Int32
     private var nextID: UInt64 = 1
+    private var revision: UInt64 = 0
+
+    /// The change feed's revision of the last change a request on this socket committed; 0 before one.
+    public internal(set) var lastRevision: UInt64 {
+        get { lock.withLock { revision } }
+        set { lock.withLock { revision = newValue } }
+    }
     /// Bytes read and not yet taken: `buffer[consumed...]`.
     private var buffer: [UInt8] = []
     private var consumed = 0

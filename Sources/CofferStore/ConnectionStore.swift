@@ -37,6 +37,7 @@ public final class ConnectionStore: Sendable {
         let grants: GrantTable
         let tokens: TokenTable
         let audit: AuditLog
+        let changes: ChangeLog
     }
 
     /// The keys of every generation the store has; the active one's public key is what clients seal to.
@@ -67,7 +68,8 @@ public final class ConnectionStore: Sendable {
                     db: try env.database("audit"),
                     pending: try env.database(AuthenticatedTable.auditPending.rawValue),
                     maxRecords: configuration.limits.maxAuditRecords
-                )
+                ),
+                changes: ChangeLog(db: try env.database(AuthenticatedTable.changes.rawValue))
             )
         } catch {
             env.close()

@@ -56,6 +56,9 @@ public struct StoreLimits: Sendable {
     public var maxTokenTTL: Duration = .seconds(30 * 24 * 3600)
     /// Audit records kept; the oldest are dropped past this.
     public var maxAuditRecords: Int = 1_000_000
+    /// Changes the change feed keeps; the oldest are dropped past this, and a watch that resumes from before
+    /// the oldest kept is told to start over.
+    public var maxChangeRecords: Int = 100_000
 
     public init() {}
 }

@@ -57,6 +57,7 @@ public struct StoreWriter {
         )
         try tables.connections.write(ref, record, txn)
         try tables.grants.clear(ref, txn)
+        try recordChange(.connectionCreated, connection: ref, version: 1)
         return ConnectionTable.info(ref, record, grants: [])
     }
 
@@ -86,6 +87,7 @@ public struct StoreWriter {
             keys: store.keys
         )
         try tables.connections.write(ref, record, txn)
+        try recordChange(.connectionChanged, connection: ref, version: record.version)
         return ConnectionTable.info(ref, record, grants: try tables.grants.active(ref, txn))
     }
 
@@ -117,6 +119,7 @@ public struct StoreWriter {
         try Self.check(ref, current, expectedVersion: expectedVersion)
         try tables.connections.remove(ref, txn)
         try tables.grants.markDeleted(ref, now: now, txn)
+        try recordChange(.connectionDeleted, connection: ref, version: current.version)
     }
 
     private static func check(
@@ -138,7 +141,9 @@ public struct StoreWriter {
     /// already there.
     public func grant(_ workflow: WorkflowName, _ ref: ConnectionRef) throws -> Bool {
         _ = try tables.connections.existing(ref, txn)
-        return try tables.grants.grant(ref, workflow, now: now, txn)
+        let created = try tables.grants.grant(ref, workflow, now: now, txn)
+        if created { try recordChange(.grantAdded, connection: ref, workflow: workflow) }
+        return created
     }
 
     /// Takes a grant away. NOT_FOUND when `workflow` holds no grant for `ref`.
@@ -146,6 +151,7 @@ public struct StoreWriter {
         guard try tables.grants.revoke(ref, workflow, txn) else {
             throw CofferError(.notFound, "workflow \(workflow) holds no grant for connection \(ref)")
         }
+        try recordChange(.grantRevoked, connection: ref, workflow: workflow)
     }
 
     // MARK: Tokens
@@ -169,12 +175,15 @@ public struct StoreWriter {
         record.runID = runID?.rawValue ?? ""
         record.generation = store.keys.active.number
         try tables.tokens.insert(material.id, record, txn)
+        try recordChange(.tokenIssued, workflow: workflow, tokenID: material.id)
         return IssuedToken(info: try TokenTable.info(material.id, record), token: material.token)
     }
 
     /// Revokes a token by its id; NOT_FOUND when there is no such token. Revoking twice is harmless.
     public func revokeToken(id: TokenID) throws -> TokenInfo {
-        try tables.tokens.revoke(id, now: now, txn)
+        let (info, revoked) = try tables.tokens.revoke(id, now: now, txn)
+        if revoked { try recordChange(.tokenRevoked, workflow: info.workflow, tokenID: id) }
+        return info
     }
 
     /// Removes the records of tokens that expired before `cutoff`, revoked or not; returns how many. Such a

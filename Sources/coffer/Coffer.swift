@@ -58,8 +58,13 @@ extension Coffer {
             try reporting {
                 let name = try WorkflowName(workflow)
                 let ref = try ConnectionRef(parsing: connection)
-                let created = try sockets.admin().grant(name, ref)
-                print(created ? "granted \(ref) to \(name)" : "\(name) already holds a grant for \(ref)")
+                let admin = try sockets.admin()
+                let created = try admin.grant(name, ref)
+                print(
+                    created
+                        ? "granted \(ref) to \(name) at revision \(admin.socket.lastRevision)"
+                        : "\(name) already holds a grant for \(ref)"
+                )
             }
         }
     }
@@ -75,8 +80,9 @@ extension Coffer {
             try reporting {
                 let name = try WorkflowName(workflow)
                 let ref = try ConnectionRef(parsing: connection)
-                try sockets.admin().revoke(name, ref)
-                print("revoked \(name)'s grant for \(ref)")
+                let admin = try sockets.admin()
+                try admin.revoke(name, ref)
+                print("revoked \(name)'s grant for \(ref) at revision \(admin.socket.lastRevision)")
             }
         }
     }

@@ -93,7 +93,7 @@ extension Coffer {
                     values: fields.secretFields
                 )
                 print(
-                    "put \(info.ref) (\(info.servedType), \(dash(info.shape.variant))) version \(info.version) with fields \(info.fields.map(\.rawValue).joined(separator: ", "))"
+                    "put \(info.ref) (\(info.servedType), \(dash(info.shape.variant))) version \(info.version) with fields \(info.fields.map(\.rawValue).joined(separator: ", ")) at revision \(admin.socket.lastRevision)"
                 )
             }
         }
@@ -128,7 +128,7 @@ extension Coffer {
                     values: fields.secretFields,
                     expectedVersion: expectVersion
                 )
-                print("overwrote \(info.ref), now version \(info.version)")
+                print("overwrote \(info.ref), now version \(info.version), at revision \(admin.socket.lastRevision)")
             }
         }
     }
@@ -199,7 +199,7 @@ extension Coffer {
                     remove: try remove.map { text throws(CofferError) in try FieldName(text) },
                     expectedVersion: expectVersion
                 )
-                print("updated \(info.ref), now version \(info.version)")
+                print("updated \(info.ref), now version \(info.version), at revision \(admin.socket.lastRevision)")
             }
         }
     }
@@ -215,8 +215,9 @@ extension Coffer {
         func run() throws {
             try reporting {
                 let ref = try ConnectionRef(parsing: connection)
-                try sockets.admin().delete(ref, expectedVersion: expectVersion)
-                print("deleted \(ref)")
+                let admin = try sockets.admin()
+                try admin.delete(ref, expectedVersion: expectVersion)
+                print("deleted \(ref) at revision \(admin.socket.lastRevision)")
             }
         }
     }

@@ -162,3 +162,36 @@ import Testing
         #expect(values.fields.map(\.environment) == ["AWS_ACCESS_KEY_ID", "AWS_REGION", "AWS_SECRET_ACCESS_KEY"])
     }
 }
+
+/// The change feed through the request path: each committed change is answered with its revision, in order
+/// and without gaps; a refused change and a read are answered with none.
+@Suite struct RevisionRequestTests {
+    @Test func committedChangesAreAnsweredWithTheirRevisions() async throws {
+        let server = try InProcessServer()
+        var revisions: [UInt64] = []
+        for request in [
+            try server.put("generic/a", ["k": "v"]),  // 1
+            InProcessServer.grant("w", "generic/a"),  // 2
+            InProcessServer.grant("w", "generic/a"),  // already granted: none
+            try server.put("generic/a", ["k": "v"]),  // exists: none
+            try server.overwrite("generic/a", ["k": "v2"]),  // 3
+            InProcessServer.issue("w"),  // 4
+            .list(Coffer_V1_ListRequest()),  // a read: none
+        ] {
+            revisions.append(try await server.call(request).revision)
+        }
+        #expect(revisions == [1, 2, 0, 0, 3, 4, 0])
+
+        // Several changes in one turn share one commit and still get one revision each, in request order.
+        let batch = try await server.turn(
+            frames: try (0..<5).map { n in
+                var request = Coffer_V1_Request()
+                request.id = UInt64(n + 1)
+                request.operation = try server.put("generic/b\(n)", ["k": "v"])
+                return try request.serializedBytes()
+            },
+            as: InProcessServer.admin
+        )
+        #expect(batch.responses.map(\.revision) == [5, 6, 7, 8, 9])
+    }
+}

@@ -13,7 +13,8 @@ final class Turn {
     private var planned: [RequestPipeline.Planned]
 
     private enum Answer {
-        case result(OperationResult)
+        /// With the change feed's revision of what it changed, or 0.
+        case result(OperationResult, revision: UInt64 = 0)
         case error(CofferError)
     }
 
@@ -213,7 +214,7 @@ final class Turn {
     )
         -> (CommitQueue.Job, EventLoopFuture<Void>)
     {
-        let promise = loop.makePromise(of: OperationResult.self)
+        let promise = loop.makePromise(of: (OperationResult, UInt64).self)
         let event = planned[index].context.event
         let operation = planned[index].operation
         let box = ResultBox()
@@ -223,6 +224,7 @@ final class Turn {
             apply: { writer in
                 var record = event
                 box.result = try apply(writer, &record)
+                box.revision = writer.lastRevision ?? 0
                 record.outcome = .ok
                 return record
             },
@@ -233,13 +235,13 @@ final class Turn {
             },
             completion: { outcome in
                 switch outcome {
-                case .success: promise.succeed(box.result!)
+                case .success: promise.succeed((box.result!, box.revision))
                 case .failure(let error): promise.fail(error)
                 }
             }
         )
-        let done = promise.futureResult.assumeIsolated().map { result in
-            self.slots[index].answer = .result(result)
+        let done = promise.futureResult.assumeIsolated().map { result, revision in
+            self.slots[index].answer = .result(result, revision: revision)
         }.recover { error in
             self.slots[index].answer = .error(self.pipeline.reported(Self.coffer(error), operation: operation))
         }.nonisolated()
@@ -266,9 +268,10 @@ final class Turn {
             var response = Coffer_V1_Response()
             response.id = planned[index].context.id
             switch slots[index].answer {
-            case .result(let result)?:
+            case .result(let result, let revision)?:
                 response.status = .ok
                 response.result = result
+                response.revision = revision
             case .error(let error)?:
                 response.status = Coffer_V1_Status(error)
             case nil:
@@ -302,4 +305,5 @@ private typealias CofferAudit = AuditPolicy
 private final class ResultBox: @unchecked Sendable {
     // Written by `apply` and read by `completion`, both on the writer's thread, one after the other.
     var result: OperationResult?
+    var revision: UInt64 = 0
 }

@@ -28,6 +28,68 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+nonisolated enum Coffer_Storage_V1_ChangeKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  typealias RawValue = Int
+  case unspecified // = 0
+  case connectionCreated // = 1
+
+  /// Overwritten or updated.
+  case connectionChanged // = 2
+
+  /// Deleted; its grants went with it.
+  case connectionDeleted // = 3
+  case grantAdded // = 4
+  case grantRevoked // = 5
+  case tokenIssued // = 6
+  case tokenRevoked // = 7
+  case UNRECOGNIZED(Int)
+
+  init() {
+    self = .unspecified
+  }
+
+  init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .connectionCreated
+    case 2: self = .connectionChanged
+    case 3: self = .connectionDeleted
+    case 4: self = .grantAdded
+    case 5: self = .grantRevoked
+    case 6: self = .tokenIssued
+    case 7: self = .tokenRevoked
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .connectionCreated: return 1
+    case .connectionChanged: return 2
+    case .connectionDeleted: return 3
+    case .grantAdded: return 4
+    case .grantRevoked: return 5
+    case .tokenIssued: return 6
+    case .tokenRevoked: return 7
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  static let allCases: [Coffer_Storage_V1_ChangeKind] = [
+    .unspecified,
+    .connectionCreated,
+    .connectionChanged,
+    .connectionDeleted,
+    .grantAdded,
+    .grantRevoked,
+    .tokenIssued,
+    .tokenRevoked,
+  ]
+
+}
+
 /// The single record under the key "meta" in the "meta" database.
 nonisolated struct Coffer_Storage_V1_Metadata: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -68,6 +130,12 @@ nonisolated struct Coffer_Storage_V1_Metadata: Sendable {
 
   /// How many records the audit chain holds.
   var auditCount: UInt64 = 0
+
+  /// The change feed: the revision of the newest change recorded (0 before the first), and of the oldest one
+  /// the "changes" database still keeps. Revisions are gapless: each committed change gets the next one.
+  var revision: UInt64 = 0
+
+  var changesFirst: UInt64 = 0
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -280,13 +348,44 @@ nonisolated struct Coffer_Storage_V1_AuditEntry: Sendable {
   init() {}
 }
 
+/// One committed change, under its revision (8 bytes, big-endian) in the "changes" database: what a watch or a
+/// replica needs to know changed. Never a value or a token.
+nonisolated struct Coffer_Storage_V1_ChangeRecord: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var revision: UInt64 = 0
+
+  var timeUnixMs: Int64 = 0
+
+  var kind: Coffer_Storage_V1_ChangeKind = .unspecified
+
+  var connection: String = String()
+
+  var workflow: String = String()
+
+  var tokenID: String = String()
+
+  /// The connection's version after the change; 0 for a change of a grant or a token.
+  var version: UInt64 = 0
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "coffer.storage.v1"
 
+nonisolated extension Coffer_Storage_V1_ChangeKind: SwiftProtobuf._ProtoNameProviding {
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CHANGE_KIND_UNSPECIFIED\0\u{1}CONNECTION_CREATED\0\u{1}CONNECTION_CHANGED\0\u{1}CONNECTION_DELETED\0\u{1}GRANT_ADDED\0\u{1}GRANT_REVOKED\0\u{1}TOKEN_ISSUED\0\u{1}TOKEN_REVOKED\0")
+}
+
 nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".Metadata"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}format_version\0\u{3}key_id\0\u{3}key_check\0\u{3}created_unix_ms\0\u{3}write_generation\0\u{1}summaries\0\u{3}audit_head_sequence\0\u{3}audit_head_link\0\u{3}audit_start_link\0\u{1}generations\0\u{3}active_generation\0\u{1}rotation\0\u{3}audit_count\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}format_version\0\u{3}key_id\0\u{3}key_check\0\u{3}created_unix_ms\0\u{3}write_generation\0\u{1}summaries\0\u{3}audit_head_sequence\0\u{3}audit_head_link\0\u{3}audit_start_link\0\u{1}generations\0\u{3}active_generation\0\u{1}rotation\0\u{3}audit_count\0\u{1}revision\0\u{3}changes_first\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -307,6 +406,8 @@ nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftPr
       case 11: try { try decoder.decodeSingularUInt32Field(value: &self.activeGeneration) }()
       case 12: try { try decoder.decodeRepeatedMessageField(value: &self.rotation) }()
       case 13: try { try decoder.decodeSingularUInt64Field(value: &self.auditCount) }()
+      case 14: try { try decoder.decodeSingularUInt64Field(value: &self.revision) }()
+      case 15: try { try decoder.decodeSingularUInt64Field(value: &self.changesFirst) }()
       default: break
       }
     }
@@ -352,6 +453,12 @@ nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftPr
     if self.auditCount != 0 {
       try visitor.visitSingularUInt64Field(value: self.auditCount, fieldNumber: 13)
     }
+    if self.revision != 0 {
+      try visitor.visitSingularUInt64Field(value: self.revision, fieldNumber: 14)
+    }
+    if self.changesFirst != 0 {
+      try visitor.visitSingularUInt64Field(value: self.changesFirst, fieldNumber: 15)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -369,6 +476,8 @@ nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftPr
     if lhs.activeGeneration != rhs.activeGeneration {return false}
     if lhs.rotation != rhs.rotation {return false}
     if lhs.auditCount != rhs.auditCount {return false}
+    if lhs.revision != rhs.revision {return false}
+    if lhs.changesFirst != rhs.changesFirst {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -814,6 +923,66 @@ nonisolated extension Coffer_Storage_V1_AuditEntry: SwiftProtobuf.Message, Swift
     if lhs.peerPid != rhs.peerPid {return false}
     if lhs.outcome != rhs.outcome {return false}
     if lhs.count != rhs.count {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_Storage_V1_ChangeRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".ChangeRecord"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}revision\0\u{3}time_unix_ms\0\u{1}kind\0\u{1}connection\0\u{1}workflow\0\u{3}token_id\0\u{1}version\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.revision) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.timeUnixMs) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.connection) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.workflow) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.tokenID) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.revision != 0 {
+      try visitor.visitSingularUInt64Field(value: self.revision, fieldNumber: 1)
+    }
+    if self.timeUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.timeUnixMs, fieldNumber: 2)
+    }
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 3)
+    }
+    if !self.connection.isEmpty {
+      try visitor.visitSingularStringField(value: self.connection, fieldNumber: 4)
+    }
+    if !self.workflow.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflow, fieldNumber: 5)
+    }
+    if !self.tokenID.isEmpty {
+      try visitor.visitSingularStringField(value: self.tokenID, fieldNumber: 6)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularUInt64Field(value: self.version, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Coffer_Storage_V1_ChangeRecord, rhs: Coffer_Storage_V1_ChangeRecord) -> Bool {
+    if lhs.revision != rhs.revision {return false}
+    if lhs.timeUnixMs != rhs.timeUnixMs {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.connection != rhs.connection {return false}
+    if lhs.workflow != rhs.workflow {return false}
+    if lhs.tokenID != rhs.tokenID {return false}
+    if lhs.version != rhs.version {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -9,6 +9,7 @@ enum AuthenticatedTable: String, CaseIterable, Sendable {
     case grants
     case tokens
     case auditPending = "audit_pending"
+    case changes
 }
 
 /// A record's tag, as two words, for the map of what cofferd wrote.

@@ -44,6 +44,16 @@ extension Transaction {
         }
     }
 
+    /// Visits verified records in key order from `start` (the first key to visit) until `body` returns false.
+    func scanRecords(_ db: Database, from start: [UInt8], _ body: ([UInt8], [UInt8]) throws -> Bool) throws {
+        guard let authority else { return try scan(db, from: start, body) }
+        try scan(db, from: start) { key, stored in
+            let (payload, tag) = try authority.open(table: db.name, key: key, stored: stored)
+            try checkWritten(authority, db.name, key, tag)
+            return try body(key, payload)
+        }
+    }
+
     /// The same, with the number of the generation that tagged each record; `from` the first key to visit
     /// (empty: the first record).
     func scanRecordsWithGeneration(

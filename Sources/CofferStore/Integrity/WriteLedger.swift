@@ -21,6 +21,8 @@ final class WriteLedger {
     var audit: AuditChain?
     /// Changes to the metadata record's own fields (key generations, the re-encryption's cursor), in order.
     private(set) var metadataEdits: [(inout Coffer_Storage_V1_Metadata) -> Void] = []
+    /// The changes recorded in the change feed here, in revision order.
+    private(set) var events: [ChangeEvent] = []
     /// The latest tag of each key changed here, for reads within the transaction.
     private var latest: [LedgerKey: [UInt8]?] = [:]
 
@@ -39,6 +41,9 @@ final class WriteLedger {
         changes.append(Change(table: table, key: key, tag: new))
         latest[LedgerKey(table: table, key: key)] = .some(new)
     }
+
+    /// Notes a change recorded in the change feed, to announce once the transaction commits.
+    func recordEvent(_ event: ChangeEvent) { events.append(event) }
 
     /// Changes the metadata record when the transaction commits.
     func editMetadata(_ edit: @escaping (inout Coffer_Storage_V1_Metadata) -> Void) {
@@ -75,5 +80,6 @@ final class WriteLedger {
         latest.merge(child.latest) { _, new in new }
         if let chain = child.audit { audit = chain }
         metadataEdits += child.metadataEdits
+        events += child.events
     }
 }

@@ -247,7 +247,7 @@ struct KeyUsage {
                     if record.revokedUnixMs == 0 && record.expiresUnixMs > now {
                         usage.liveTokens[max(record.generation, 1), default: 0] += 1
                     }
-                case .grants, .auditPending:
+                case .grants, .auditPending, .changes:
                     break
                 }
                 if isCurrent { usage.current += 1 }
@@ -297,6 +297,7 @@ extension ConnectionStore.Tables {
         case .grants: grants.db
         case .tokens: tokens.db
         case .auditPending: audit.pending
+        case .changes: changes.db
         case nil: nil
         }
     }

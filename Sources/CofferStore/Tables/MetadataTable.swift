@@ -95,6 +95,13 @@ extension Coffer_Storage_V1_Metadata {
 
     /// Applies what a write transaction changed to the tables' counts and summaries, and counts the write.
     mutating func apply(_ ledger: WriteLedger) {
+        // A table added after the store was made (the change feed) gets its summary with its first record.
+        for table in ledger.summaries.keys.sorted() where !summaries.contains(where: { $0.table == table }) {
+            var summary = Coffer_Storage_V1_TableSummary()
+            summary.table = table
+            summary.summary = Data(repeating: 0, count: KeyRing.summaryLength)
+            summaries.append(summary)
+        }
         for index in summaries.indices {
             let table = summaries[index].table
             if let delta = ledger.summaries[table] {

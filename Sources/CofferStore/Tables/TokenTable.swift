@@ -41,15 +41,17 @@ struct TokenTable {
     }
 
     /// Marks a token revoked (again is harmless); NOT_FOUND when there is no such token.
-    func revoke(_ id: TokenID, now: Date, _ txn: Transaction) throws -> TokenInfo {
+    /// Revokes the token; `revoked` is false when it was revoked already (and stays as it was).
+    func revoke(_ id: TokenID, now: Date, _ txn: Transaction) throws -> (info: TokenInfo, revoked: Bool) {
         guard var record = try record(id, txn) else {
             throw CofferError(.notFound, "no token with id \(id)")
         }
-        if record.revokedUnixMs == 0 {
+        let revoking = record.revokedUnixMs == 0
+        if revoking {
             record.revokedUnixMs = now.unixMillis
             try txn.putRecord(db, StoreKeys.token(id), try record.serializedBytes())
         }
-        return try Self.info(id, record)
+        return (try Self.info(id, record), revoking)
     }
 
     /// Removes the records of tokens that expired before `cutoff`; returns how many.

@@ -347,6 +347,10 @@ public nonisolated struct Coffer_V1_Response: Sendable {
   /// Clears the value of `status`. Subsequent reads from it will return its default value.
   public mutating func clearStatus() {self._status = nil}
 
+  /// For a change that committed (Put, Overwrite, Update, Delete, a Grant that created one, Revoke, IssueToken,
+  /// a RevokeToken that revoked): the store-wide revision the change feed recorded it under. 0 otherwise.
+  public var revision: UInt64 = 0
+
   /// Set only when status.code is OK.
   public var result: Coffer_V1_Response.OneOf_Result? = nil
 
@@ -1754,7 +1758,7 @@ nonisolated extension Coffer_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Coffer_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}status\0\u{4}\u{8}get_public_key\0\u{1}put\0\u{1}overwrite\0\u{1}delete\0\u{1}get\0\u{1}list\0\u{1}grant\0\u{1}revoke\0\u{3}issue_token\0\u{3}revoke_token\0\u{1}audit\0\u{1}health\0\u{3}rotate_key\0\u{3}key_status\0\u{3}retire_key\0\u{1}update\0\u{1}describe\0\u{3}list_types\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}status\0\u{1}revision\0\u{4}\u{7}get_public_key\0\u{1}put\0\u{1}overwrite\0\u{1}delete\0\u{1}get\0\u{1}list\0\u{1}grant\0\u{1}revoke\0\u{3}issue_token\0\u{3}revoke_token\0\u{1}audit\0\u{1}health\0\u{3}rotate_key\0\u{3}key_status\0\u{3}retire_key\0\u{1}update\0\u{1}describe\0\u{3}list_types\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1764,6 +1768,7 @@ nonisolated extension Coffer_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.id) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._status) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.revision) }()
       case 10: try {
         var v: Coffer_V1_GetPublicKeyResponse?
         var hadOneofValue = false
@@ -2014,6 +2019,9 @@ nonisolated extension Coffer_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._
     try { if let v = self._status {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
     } }()
+    if self.revision != 0 {
+      try visitor.visitSingularUInt64Field(value: self.revision, fieldNumber: 3)
+    }
     switch self.result {
     case .getPublicKey?: try {
       guard case .getPublicKey(let v)? = self.result else { preconditionFailure() }
@@ -2095,6 +2103,7 @@ nonisolated extension Coffer_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._
   public static func ==(lhs: Coffer_V1_Response, rhs: Coffer_V1_Response) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs._status != rhs._status {return false}
+    if lhs.revision != rhs.revision {return false}
     if lhs.result != rhs.result {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true

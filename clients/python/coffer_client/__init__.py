@@ -141,6 +141,8 @@ class Client:
         self.socket_path = socket_path
         self._next_id = 1
         self._buffer = b""
+        # The change feed's revision of the last change a request on this client committed; 0 before one.
+        self.last_revision = 0
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
         try:
@@ -298,6 +300,8 @@ class Client:
             raise CofferError(pb.INTERNAL, "cofferd answered another request")
         if response.WhichOneof("result") != operation:
             raise CofferError(pb.INTERNAL, "cofferd answered with a result of another operation")
+        if response.revision:
+            self.last_revision = response.revision
         return getattr(response, operation)
 
     def _read_frame(self) -> bytes:
