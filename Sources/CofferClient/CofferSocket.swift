@@ -107,6 +107,35 @@ public final class CofferSocket: @unchecked Sendable {
         return responses
     }
 
+    /// Sends `request` and hands each response to it to `body`, until `body` returns false or cofferd closes the
+    /// connection (UNAVAILABLE). For a Watch, whose answer is a stream.
+    package func stream(
+        _ request: Coffer_V1_Request,
+        _ body: (Coffer_V1_Response) throws(CofferError) -> Bool
+    ) throws(CofferError) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard fd >= 0 else { throw CofferError(.unavailable, "the socket \(socketPath) is closed") }
+        var request = request
+        request.id = nextID
+        nextID += 1
+        do {
+            try writeAll(try Framing.frame(request))
+        } catch let error as CofferError {
+            throw error
+        } catch {
+            throw CofferError(.invalidArgument, "the request could not be encoded", cause: error)
+        }
+        while true {
+            let response = try Framing.decode(Coffer_V1_Response.self, from: try readFrame())
+            if response.id == 0, let error = response.status.error { throw error }
+            guard response.id == request.id else {
+                throw CofferError(.internal, "cofferd answered request \(response.id) where \(request.id) was expected")
+            }
+            guard try body(response) else { return }
+        }
+    }
+
     /// Writes raw bytes, for tests that speak the protocol by hand.
     package func writeRaw(_ bytes: [UInt8]) throws(CofferError) {
         lock.lock()

@@ -7,12 +7,10 @@ import Foundation
 public func dash(_ text: String?) -> String { text.map { $0.isEmpty ? "-" : $0 } ?? "-" }
 
 /// Prints `value` as JSON with sorted keys.
-public func printJSON(_ value: Any) {
-    let data =
-        (try? JSONSerialization.data(
-            withJSONObject: value,
-            options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        )) ?? Data("null".utf8)
+public func printJSON(_ value: Any, compact: Bool = false) {
+    let options: JSONSerialization.WritingOptions =
+        compact ? [.sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+    let data = (try? JSONSerialization.data(withJSONObject: value, options: options)) ?? Data("null".utf8)
     FileHandle.standardOutput.write(data + Data("\n".utf8))
 }
 

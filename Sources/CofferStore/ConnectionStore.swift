@@ -25,6 +25,8 @@ public final class ConnectionStore: Sendable {
     let sequencer: AuditSequencer
     let authority: RecordAuthority
     private let failed = Mutex<CofferError?>(nil)
+    /// Told, on the writer's thread, of the changes each write transaction committed, in revision order.
+    private let changeListener = Mutex<(@Sendable ([ChangeEvent]) -> Void)?>(nil)
     /// The metadata record as the last commit left it; cofferd is its only writer.
     private let metadata: Mutex<Coffer_Storage_V1_Metadata>
     /// Write transactions and the map of what they wrote change together.
@@ -240,6 +242,7 @@ public final class ConnectionStore: Sendable {
                     authority.keys = updated.keyRing(from: authority.keys)
                 }
                 authority.apply(ledger.changes, transaction: transaction)
+                if !ledger.events.isEmpty, let listener = changeListener.withLock({ $0 }) { listener(ledger.events) }
                 if usingReserve, env.mapSize > configuration.mapSize {
                     // Back to the limit, which LMDB raises to what the file now holds: other writes get no
                     // more room than the pages this one freed.
@@ -264,6 +267,15 @@ public final class ConnectionStore: Sendable {
             throw failure(error)
         }
     }
+
+    /// Calls `listener` after every commit that recorded changes, with them, on the writer's thread: keep it
+    /// short (hand them to where they are wanted).
+    public func onChanges(_ listener: @escaping @Sendable ([ChangeEvent]) -> Void) {
+        changeListener.withLock { $0 = listener }
+    }
+
+    /// The revision of the newest committed change.
+    public var revision: UInt64 { currentMetadata.revision }
 
     /// The metadata record as the last commit left it.
     var currentMetadata: Coffer_Storage_V1_Metadata { metadata.withLock { $0 } }

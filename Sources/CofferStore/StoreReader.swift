@@ -46,6 +46,11 @@ public struct StoreReader {
         ConnectionTable.info(ref, try tables.connections.existing(ref, txn), grants: try tables.grants.active(ref, txn))
     }
 
+    /// The connections `workflow` may get now, sorted. A scan of the grants.
+    public func connections(grantedTo workflow: WorkflowName) throws -> [ConnectionRef] {
+        try tables.grants.activeByConnection(txn).filter { $0.value.contains(workflow) }.keys.sorted()
+    }
+
     /// Whether `workflow` may get `ref` now.
     public func isGranted(_ workflow: WorkflowName, _ ref: ConnectionRef) throws -> Bool {
         try tables.grants.state(ref, workflow, txn) == .active

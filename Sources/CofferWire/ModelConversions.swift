@@ -64,6 +64,7 @@ extension Coffer_V1_Request.OneOf_Operation {
         case .update: .update
         case .describe: .describe
         case .listTypes: .listTypes
+        case .watch: .watch
         }
     }
 }

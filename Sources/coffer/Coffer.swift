@@ -23,7 +23,8 @@ struct Coffer: ParsableCommand {
             """,
         subcommands: [
             Types.self, Put.self, Overwrite.self, Update.self, Delete.self, List.self, Describe.self, Grant.self,
-            Revoke.self, Token.self, Audit.self, Health.self, Get.self, Resolve.self, Exec.self, Key.self,
+            Revoke.self, Token.self, Audit.self, Health.self, Get.self, Watch.self, Resolve.self, Exec.self,
+            Key.self,
         ]
     )
 

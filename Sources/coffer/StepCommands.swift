@@ -268,6 +268,72 @@ extension Coffer {
     }
 }
 
+extension Coffer {
+    struct Watch: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Watch connections on the worker socket; print each event as a JSON line.",
+            discussion: """
+                Watches the connections named (none: every connection the token's workflow is granted, now or \
+                later) and prints one JSON object a line: started, changed (with the version, and the fields with \
+                --values; each such delivery is audited as a Get), deleted, inaccessible (the grant was revoked), \
+                heartbeat, restart (get what you need again), ended (with the reason). --after resumes after a \
+                revision seen before. With --reconnect, coffer watches again after the last revision it printed \
+                whenever the watch ends for a reason other than the token's end; otherwise it exits when it ends \
+                (status 0 when cofferd ended it, the error's status when it refused).
+                """
+        )
+
+        @Argument(help: "The connections, type/name.") var connections: [String] = []
+        @Flag(help: "Send the values with each change.") var values = false
+        @Option(help: "Resume after this revision.") var after: UInt64 = 0
+        @Flag(help: "Watch again after the last revision when the watch ends or the connection drops.")
+        var reconnect = false
+        @OptionGroup var step: StepOptions
+
+        func run() throws {
+            try reporting {
+                let refs = try connections.map { text throws(CofferError) in try ConnectionRef(parsing: text) }
+                let token = try step.token()
+                var last = after
+                while true {
+                    var ending = ""
+                    do throws(CofferError) {
+                        let worker = try step.sockets.worker()
+                        try worker.watch(refs, token: token, withValues: values, after: last) {
+                            event throws(CofferError) in
+                            if event.kind != .ended { last = max(last, event.revision) }
+                            if event.kind == .ended { ending = event.reason }
+                            printJSON(try Self.object(event), compact: true)
+                            return true
+                        }
+                    } catch {
+                        guard reconnect, error.code == .unavailable || error.code == .deadlineExceeded else {
+                            throw error
+                        }
+                        ending = error.message
+                    }
+                    guard reconnect, !ending.hasPrefix("the token") else { return }
+                    usleep(500_000)
+                }
+            }
+        }
+
+        static func object(_ event: WatchEvent) throws(CofferError) -> [String: Any] {
+            var object: [String: Any] = ["event": event.kind.rawValue, "revision": event.revision]
+            if let connection = event.connection { object["connection"] = connection.description }
+            if event.kind == .changed || event.kind == .deleted { object["version"] = event.version }
+            if !event.reason.isEmpty { object["reason"] = event.reason }
+            if let values = event.values {
+                var fields: [String: String] = [:]
+                for (name, value) in try values.textFields() { fields[name.rawValue] = value }
+                object["fields"] = fields
+                object["secret"] = values.secretFieldNames.map(\.rawValue)
+            }
+            return object
+        }
+    }
+}
+
 /// Finds the connection references of a step spec and replaces them, once the connections were fetched.
 struct SpecResolver {
     private(set) var wanted: [ConnectionRef] = []

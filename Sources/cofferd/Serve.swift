@@ -112,6 +112,21 @@ extension Cofferd {
         )
         var sealedKeyGrace: Int = Int(StoreConfiguration.defaultSealedKeyGrace.wholeSeconds)
 
+        @Option(name: .customLong("max-watches"), help: "The most watches open at once on the worker socket.")
+        var maxWatches: Int = defaults.maxWatches
+
+        @Option(name: .customLong("max-watches-per-token"), help: "The most watches one token may have open.")
+        var maxWatchesPerToken: Int = defaults.maxWatchesPerToken
+
+        @Option(name: .customLong("watch-heartbeat"), help: "Seconds between a quiet watch's heartbeats.")
+        var watchHeartbeat: Int = Int(defaults.watchHeartbeat.wholeSeconds)
+
+        @Option(
+            name: .customLong("max-changes"),
+            help: "Changes the change feed keeps; a watch resuming from before the oldest is told to start over."
+        )
+        var maxChanges: Int = StoreLimits().maxChangeRecords
+
         @Option(
             name: .customLong("types"),
             help:
@@ -140,7 +155,9 @@ extension Cofferd {
                 ("max-admin-clients", maxAdminClients), ("max-worker-clients", maxWorkerClients),
                 ("max-worker-clients-per-uid", maxWorkerClientsPerUID), ("max-frame-size", maxFrameSize),
                 ("idle-timeout", idleTimeout), ("read-timeout", readTimeout),
-                ("write-timeout", writeTimeout), ("event-loops", eventLoops),
+                ("write-timeout", writeTimeout), ("event-loops", eventLoops), ("max-watches", maxWatches),
+                ("max-watches-per-token", maxWatchesPerToken), ("watch-heartbeat", watchHeartbeat),
+                ("max-changes", maxChanges),
             ] where value < 1 {
                 throw ValidationError("--\(name) must be at least 1")
             }
@@ -242,6 +259,7 @@ extension Cofferd {
         private var storeConfiguration: StoreConfiguration {
             var configuration = data.storeConfiguration
             configuration.sealedKeyGrace = .seconds(sealedKeyGrace)
+            configuration.limits.maxChangeRecords = maxChanges
             return configuration
         }
 
@@ -270,6 +288,9 @@ extension Cofferd {
             configuration.shutdownGrace = .seconds(shutdownGrace)
             configuration.eventLoops = eventLoops
             if let typesFile { configuration.types = try TypeRegistry.load(file: typesFile) }
+            configuration.maxWatches = maxWatches
+            configuration.maxWatchesPerToken = maxWatchesPerToken
+            configuration.watchHeartbeat = .seconds(watchHeartbeat)
             return configuration
         }
 

@@ -11,8 +11,8 @@ DOC = (ROOT / "docs" / "protocol.md").read_text()
 
 
 def test_every_rpc_is_documented():
-    rpcs = re.findall(r"^\s*rpc (\w+)\((\w+)\) returns \((\w+)\)", PROTO, re.M)
-    assert len(rpcs) == 18
+    rpcs = re.findall(r"^\s*rpc (\w+)\((\w+)\) returns \((?:stream )?(\w+)\)", PROTO, re.M)
+    assert len(rpcs) == 19
     for name, request, response in rpcs:
         assert re.search(rf"^### {name}$", DOC, re.M), name
         assert f"`{request}`" in DOC and f"`{response}`" in DOC, name

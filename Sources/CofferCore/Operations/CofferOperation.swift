@@ -39,6 +39,7 @@ public enum CofferOperation: String, CaseIterable, Sendable {
     case update = "Update"
     case describe = "Describe"
     case listTypes = "ListTypes"
+    case watch = "Watch"
 
     /// What the request path needs to know about one operation.
     public struct Traits: Sendable {
@@ -55,7 +56,7 @@ public enum CofferOperation: String, CaseIterable, Sendable {
 
     public var traits: Traits {
         switch self {
-        case .get:
+        case .get, .watch:
             Traits(sockets: [.worker], mutates: false, usesReserve: false, audit: .beforeAnswer)
         case .health:
             Traits(sockets: [.admin, .worker], mutates: false, usesReserve: false, audit: .none)

@@ -57,6 +57,10 @@ final class ClientHandler: ChannelDuplexHandler {
     private var framingError: CofferError?
     private var draining = false
     private var closing = false
+    /// The watch this client started: it takes no further requests.
+    private var watch: WatchSession?
+    /// Events written to a watching client while it took none.
+    private var unwrittenEvents = 0
     private var readDeadline: Scheduled<Void>?
     private var idleDeadline: Scheduled<Void>?
     private var stallDeadline: Scheduled<Void>?
@@ -105,6 +109,7 @@ final class ClientHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         closing = true
+        watch?.stop()
         for deadline in [readDeadline, idleDeadline, stallDeadline] { deadline?.cancel() }
         ready = []
         reservation = nil
@@ -222,6 +227,19 @@ final class ClientHandler: ChannelDuplexHandler {
     private func pump(_ context: ChannelHandlerContext) {
         guard !closing else { return }
         cutFrames()
+        if let watch {
+            if !ready.isEmpty || framingError != nil {
+                watch.end("a connection that watches takes no further requests")
+            } else if inputClosed {
+                watch.end("the client closed its end")
+            } else if draining {
+                watch.end("cofferd is stopping; resume from the last revision seen")
+            } else if mayRead(context), readHeld {
+                readHeld = false
+                context.read()
+            }
+            return
+        }
         if input.readableBytes == 0, input.capacity > maxIdleInput {
             // Nothing waits: give a large buffer back rather than hold it while the client is quiet.
             input = ByteBuffer()
@@ -278,6 +296,7 @@ final class ClientHandler: ChannelDuplexHandler {
                 self.ready.removeFirst(turn.served)
                 if turn.productive { self.slot.markActive() }
                 context.writeAndFlush(self.wrapOutboundOut(turn.answers), promise: nil)
+                if let spec = turn.watch { self.startWatch(context, spec) }
             case .failure(let error):
                 self.logger.error("a turn failed", metadata: self.metadata(["error": "\(error)"]))
                 self.close(context)
@@ -285,6 +304,37 @@ final class ClientHandler: ChannelDuplexHandler {
             }
             self.pump(context)
         }
+    }
+
+    /// Follows the watch the last turn started; what the client sent after it ends it.
+    private func startWatch(_ context: ChannelHandlerContext, _ spec: WatchSpec) {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let maxBacklog = pipeline.configuration.maxWatchBacklog
+        let session = WatchSession(
+            loop: context.eventLoop,
+            pipeline: pipeline,
+            hub: pipeline.watches,
+            spec: spec,
+            identity: identity,
+            send: { frame in
+                let (handler, context) = bound.value
+                guard !handler.closing else { return false }
+                context.writeAndFlush(handler.wrapOutboundOut(frame), promise: nil)
+                handler.unwrittenEvents = context.channel.isWritable ? 0 : handler.unwrittenEvents + 1
+                return handler.unwrittenEvents <= maxBacklog
+            },
+            close: {
+                let (handler, context) = bound.value
+                handler.close(context)
+            },
+            touch: {
+                let (handler, _) = bound.value
+                handler.slot.markActive()
+            }
+        )
+        watch = session
+        slot.markActive()
+        session.start()
     }
 
     /// Writes `error` (if any) after every answer already written, then closes.

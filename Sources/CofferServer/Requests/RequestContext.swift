@@ -9,6 +9,8 @@ struct RequestContext: Sendable {
     let id: UInt64
     let peer: PeerCredentials
     var event: AuditEvent
+    /// For a Watch: what it asked, for the client's handler to follow once its first event is answered.
+    var watch: WatchSpec?
 
     init(id: UInt64, socket: SocketRole, action: AuditAction, peer: PeerCredentials, time: Date) {
         self.id = id

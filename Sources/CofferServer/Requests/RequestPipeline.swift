@@ -19,6 +19,8 @@ struct TurnResult: Sendable {
     var served: Int
     /// Whether a request other than Health was served: only those keep a client from being idle.
     var productive: Bool
+    /// A Watch that started: the turn ends with it, and the client's handler follows it from here.
+    var watch: WatchSpec? = nil
 }
 
 /// The request path from a client's frames to its answers, the same for every operation: decode, authorise,
@@ -37,6 +39,8 @@ final class RequestPipeline: Sendable {
     let background: NIOThreadPool
     let denials: DenialAggregator
     let handlers: HandlerTable
+    /// Every open watch; the store tells it of each commit's changes.
+    let watches: WatchHub
     let configuration: ServerConfiguration
     let logger: Logger
     let clock: WallClock
@@ -58,6 +62,9 @@ final class RequestPipeline: Sendable {
         self.logger = logger
         self.clock = clock
         denials = DenialAggregator(journal: journal, interval: configuration.denialAggregationInterval)
+        let watches = WatchHub(maxWatches: configuration.maxWatches, maxPerToken: configuration.maxWatchesPerToken)
+        self.watches = watches
+        store.onChanges { events in watches.publish(events) }
         handlers = HandlerTable([
             GetPublicKeyHandler(store: store), PutHandler(store: store, types: configuration.types),
             OverwriteHandler(store: store, types: configuration.types),
@@ -66,6 +73,7 @@ final class RequestPipeline: Sendable {
             ListTypesHandler(types: configuration.types), GrantHandler(), RevokeHandler(),
             IssueTokenHandler(defaultTTL: configuration.defaultTokenTTL), RevokeTokenHandler(), AuditHandler(),
             HealthHandler(store: store), RotateKeyHandler(), KeyStatusHandler(), RetireKeyHandler(),
+            WatchHandler(hub: watches),
         ])
     }
 

@@ -31,6 +31,8 @@ final class Turn {
     /// Requests performed so far; the rest wait for the next turn once the answers are large.
     private var served = 0
     private var answerBytes = 0
+    /// A Watch ends its turn: what follows it on the connection is not served.
+    private var watching: Int?
 
     init(pipeline: RequestPipeline, client: ClientIdentity, loop: any EventLoop, planned: [RequestPipeline.Planned]) {
         self.pipeline = pipeline
@@ -48,7 +50,7 @@ final class Turn {
     /// transaction), and by a step off the event loop for a scan or a run of changes, after which it goes on.
     /// It stops taking requests once the answers are large.
     private func advance() -> EventLoopFuture<TurnResult> {
-        while served < planned.count, answerBytes < pipeline.configuration.maxAnswerBytesPerTurn {
+        while served < planned.count, answerBytes < pipeline.configuration.maxAnswerBytesPerTurn, watching == nil {
             let index = served
             switch planned[index].plan {
             case .failure(let error):
@@ -81,11 +83,13 @@ final class Turn {
         let limit = pipeline.configuration.maxAnswerBytesPerTurn
         do throws(CofferError) {
             try pipeline.store.read { reader in
-                while served < planned.count, answerBytes < limit, case .success(.read(let read)) = planned[served].plan
+                while served < planned.count, answerBytes < limit, watching == nil,
+                    case .success(.read(let read)) = planned[served].plan
                 {
                     // A read of a stale snapshot throws out of the transaction; `read` runs this again on a
                     // fresh one, from the same request.
                     try performRead(served, read, reader)
+                    if planned[served].operation == .watch { watching = served }
                     served += 1
                 }
             }
@@ -280,7 +284,14 @@ final class Turn {
             RequestPipeline.encode(response, into: &buffer)
             if planned[index].operation != .health { productive = true }
         }
-        return TurnResult(answers: buffer, served: served, productive: productive)
+        var watch: WatchSpec?
+        if let index = watching, case .result(.watchEvent(let started), _)? = slots[index].answer {
+            watch = planned[index].context.watch
+            watch?.requestID = planned[index].context.id
+            watch?.started = started.revision
+            watch?.workflow = planned[index].context.event.workflow
+        }
+        return TurnResult(answers: buffer, served: served, productive: productive, watch: watch)
     }
 
     /// A rough size of an answer, to end a turn whose answers grow large.

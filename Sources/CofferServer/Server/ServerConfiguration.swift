@@ -70,6 +70,14 @@ public struct ServerConfiguration: Sendable {
     public var defaultTokenTTL: Duration = .seconds(3600)
     /// Token records are removed this long after their expiry, checked at start and then every hour.
     public var tokenRetention: Duration = .seconds(24 * 3600)
+    /// Watches open at once on the worker socket, and per token.
+    public var maxWatches: Int = 1024
+    public var maxWatchesPerToken: Int = 16
+    /// How often a watch with nothing to tell sends a heartbeat with the newest revision.
+    public var watchHeartbeat: Duration = .seconds(10)
+    /// Events a watch writes while its client takes none before it is ended (the client resumes from the last
+    /// revision it saw).
+    public var maxWatchBacklog: Int = 4096
     /// The connection types writes are checked against: the built-in ones, and any from `--types FILE`.
     public var types: TypeRegistry = .builtIn
     /// Threads that open sealed values and run long reads (List).

@@ -304,6 +304,14 @@ public nonisolated struct Coffer_V1_Request: Sendable {
     set {operation = .listTypes(newValue)}
   }
 
+  public var watch: Coffer_V1_WatchRequest {
+    get {
+      if case .watch(let v)? = operation {return v}
+      return Coffer_V1_WatchRequest()
+    }
+    set {operation = .watch(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Operation: Equatable, Sendable {
@@ -325,6 +333,7 @@ public nonisolated struct Coffer_V1_Request: Sendable {
     case update(Coffer_V1_UpdateRequest)
     case describe(Coffer_V1_DescribeRequest)
     case listTypes(Coffer_V1_ListTypesRequest)
+    case watch(Coffer_V1_WatchRequest)
 
   }
 
@@ -498,6 +507,14 @@ public nonisolated struct Coffer_V1_Response: Sendable {
     set {result = .listTypes(newValue)}
   }
 
+  public var watchEvent: Coffer_V1_WatchEvent {
+    get {
+      if case .watchEvent(let v)? = result {return v}
+      return Coffer_V1_WatchEvent()
+    }
+    set {result = .watchEvent(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// Set only when status.code is OK.
@@ -520,6 +537,7 @@ public nonisolated struct Coffer_V1_Response: Sendable {
     case update(Coffer_V1_UpdateResponse)
     case describe(Coffer_V1_DescribeResponse)
     case listTypes(Coffer_V1_ListTypesResponse)
+    case watchEvent(Coffer_V1_WatchEvent)
 
   }
 
@@ -1369,6 +1387,127 @@ public nonisolated struct Coffer_V1_FieldSpec: Sendable {
   public init() {}
 }
 
+public nonisolated struct Coffer_V1_WatchRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The workflow token, as issued.
+  public var token: String = String()
+
+  /// The connections to watch ("type/name"), each granted to the token's workflow; empty for every connection
+  /// the workflow is granted, now or later.
+  public var connections: [String] = []
+
+  /// Send the values with each CHANGED event (each such delivery is audited as a Get).
+  public var withValues: Bool = false
+
+  /// Resume: deliver every change after this revision (the last one seen), then follow. 0 to start from now.
+  public var afterRevision: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Coffer_V1_WatchEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: Coffer_V1_WatchEvent.Kind = .unspecified
+
+  /// The change's revision (STARTED, HEARTBEAT, RESTART: the newest).
+  public var revision: UInt64 = 0
+
+  public var connection: String = String()
+
+  public var version: UInt64 = 0
+
+  public var fields: [Coffer_V1_Field] = []
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Kind: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case unspecified // = 0
+
+    /// The first event: the watch follows changes after `revision`.
+    case started // = 1
+
+    /// A watched connection was created, overwritten or updated, or granted to the workflow: `version`, and
+    /// `fields` when asked for and still current (a later CHANGED event brings newer ones).
+    case changed // = 2
+
+    /// A watched connection was deleted.
+    case deleted // = 3
+
+    /// The workflow's grant for a watched connection was revoked.
+    case inaccessible // = 4
+
+    /// Nothing changed; `revision` is the newest. Sent every few seconds.
+    case heartbeat // = 5
+
+    /// `after_revision` is older than the oldest change cofferd keeps: get what you need again; the watch
+    /// follows changes after `revision`.
+    case restart // = 6
+
+    /// The watch is over (the token was revoked or expired, cofferd is stopping, the watcher fell too far
+    /// behind): `reason` says why; resume with the last revision seen. The connection closes after it.
+    case ended // = 7
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unspecified
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unspecified
+      case 1: self = .started
+      case 2: self = .changed
+      case 3: self = .deleted
+      case 4: self = .inaccessible
+      case 5: self = .heartbeat
+      case 6: self = .restart
+      case 7: self = .ended
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unspecified: return 0
+      case .started: return 1
+      case .changed: return 2
+      case .deleted: return 3
+      case .inaccessible: return 4
+      case .heartbeat: return 5
+      case .restart: return 6
+      case .ended: return 7
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Coffer_V1_WatchEvent.Kind] = [
+      .unspecified,
+      .started,
+      .changed,
+      .deleted,
+      .inaccessible,
+      .heartbeat,
+      .restart,
+      .ended,
+    ]
+
+  }
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "coffer.v1"
@@ -1414,7 +1553,7 @@ nonisolated extension Coffer_V1_Status: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension Coffer_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{4}\u{9}get_public_key\0\u{1}put\0\u{1}overwrite\0\u{1}delete\0\u{1}get\0\u{1}list\0\u{1}grant\0\u{1}revoke\0\u{3}issue_token\0\u{3}revoke_token\0\u{1}audit\0\u{1}health\0\u{3}rotate_key\0\u{3}key_status\0\u{3}retire_key\0\u{1}update\0\u{1}describe\0\u{3}list_types\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{4}\u{9}get_public_key\0\u{1}put\0\u{1}overwrite\0\u{1}delete\0\u{1}get\0\u{1}list\0\u{1}grant\0\u{1}revoke\0\u{3}issue_token\0\u{3}revoke_token\0\u{1}audit\0\u{1}health\0\u{3}rotate_key\0\u{3}key_status\0\u{3}retire_key\0\u{1}update\0\u{1}describe\0\u{3}list_types\0\u{1}watch\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1657,6 +1796,19 @@ nonisolated extension Coffer_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._M
           self.operation = .listTypes(v)
         }
       }()
+      case 28: try {
+        var v: Coffer_V1_WatchRequest?
+        var hadOneofValue = false
+        if let current = self.operation {
+          hadOneofValue = true
+          if case .watch(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.operation = .watch(v)
+        }
+      }()
       default: break
       }
     }
@@ -1743,6 +1895,10 @@ nonisolated extension Coffer_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._M
       guard case .listTypes(let v)? = self.operation else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
     }()
+    case .watch?: try {
+      guard case .watch(let v)? = self.operation else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1758,7 +1914,7 @@ nonisolated extension Coffer_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Coffer_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}status\0\u{1}revision\0\u{4}\u{7}get_public_key\0\u{1}put\0\u{1}overwrite\0\u{1}delete\0\u{1}get\0\u{1}list\0\u{1}grant\0\u{1}revoke\0\u{3}issue_token\0\u{3}revoke_token\0\u{1}audit\0\u{1}health\0\u{3}rotate_key\0\u{3}key_status\0\u{3}retire_key\0\u{1}update\0\u{1}describe\0\u{3}list_types\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}status\0\u{1}revision\0\u{4}\u{7}get_public_key\0\u{1}put\0\u{1}overwrite\0\u{1}delete\0\u{1}get\0\u{1}list\0\u{1}grant\0\u{1}revoke\0\u{3}issue_token\0\u{3}revoke_token\0\u{1}audit\0\u{1}health\0\u{3}rotate_key\0\u{3}key_status\0\u{3}retire_key\0\u{1}update\0\u{1}describe\0\u{3}list_types\0\u{3}watch_event\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2003,6 +2159,19 @@ nonisolated extension Coffer_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._
           self.result = .listTypes(v)
         }
       }()
+      case 28: try {
+        var v: Coffer_V1_WatchEvent?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .watchEvent(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .watchEvent(v)
+        }
+      }()
       default: break
       }
     }
@@ -2094,6 +2263,10 @@ nonisolated extension Coffer_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._
     case .listTypes?: try {
       guard case .listTypes(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
+    }()
+    case .watchEvent?: try {
+      guard case .watchEvent(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
     }()
     case nil: break
     }
@@ -3853,4 +4026,108 @@ nonisolated extension Coffer_V1_FieldSpec: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension Coffer_V1_WatchRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WatchRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}token\0\u{1}connections\0\u{3}with_values\0\u{3}after_revision\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.token) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.connections) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.withValues) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.afterRevision) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.token.isEmpty {
+      try visitor.visitSingularStringField(value: self.token, fieldNumber: 1)
+    }
+    if !self.connections.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.connections, fieldNumber: 2)
+    }
+    if self.withValues != false {
+      try visitor.visitSingularBoolField(value: self.withValues, fieldNumber: 3)
+    }
+    if self.afterRevision != 0 {
+      try visitor.visitSingularUInt64Field(value: self.afterRevision, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_WatchRequest, rhs: Coffer_V1_WatchRequest) -> Bool {
+    if lhs.token != rhs.token {return false}
+    if lhs.connections != rhs.connections {return false}
+    if lhs.withValues != rhs.withValues {return false}
+    if lhs.afterRevision != rhs.afterRevision {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_WatchEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WatchEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}revision\0\u{1}connection\0\u{1}version\0\u{1}fields\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.revision) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.connection) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.version) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.fields) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.kind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 1)
+    }
+    if self.revision != 0 {
+      try visitor.visitSingularUInt64Field(value: self.revision, fieldNumber: 2)
+    }
+    if !self.connection.isEmpty {
+      try visitor.visitSingularStringField(value: self.connection, fieldNumber: 3)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularUInt64Field(value: self.version, fieldNumber: 4)
+    }
+    if !self.fields.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.fields, fieldNumber: 5)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Coffer_V1_WatchEvent, rhs: Coffer_V1_WatchEvent) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.revision != rhs.revision {return false}
+    if lhs.connection != rhs.connection {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.fields != rhs.fields {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_V1_WatchEvent.Kind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0KIND_UNSPECIFIED\0\u{1}STARTED\0\u{1}CHANGED\0\u{1}DELETED\0\u{1}INACCESSIBLE\0\u{1}HEARTBEAT\0\u{1}RESTART\0\u{1}ENDED\0")
 }

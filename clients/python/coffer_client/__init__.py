@@ -249,6 +249,32 @@ class Client:
         """The connection typed: fields by attribute, which are secret, the environment its type maps."""
         return Connection(self._call("get", pb.GetRequest(connection=connection, token=token)))
 
+    def watch(self, token: str, connections=(), with_values: bool = False, after_revision: int = 0):
+        """Watches connections (none: every one the token's workflow is granted) on the worker socket; yields
+        each WatchEvent message (kind, revision, connection, version, fields, reason) until the ENDED one. The
+        client is the watch's from then on. Resume with the last revision seen as `after_revision`."""
+        request = pb.Request(id=self._next_id)
+        self._next_id += 1
+        request.watch.CopyFrom(pb.WatchRequest(token=token, connections=list(connections), with_values=with_values,
+                                               after_revision=after_revision))
+        body = request.SerializeToString()
+        try:
+            self._sock.sendall(_varint(len(body)) + body)
+            while True:
+                try:
+                    response = pb.Response.FromString(self._read_frame())
+                except socket.timeout:
+                    continue  # a heartbeat comes every few seconds; keep waiting
+                if response.status.code != pb.OK:
+                    raise CofferError(response.status.code, response.status.message or pb.Code.Name(response.status.code))
+                if response.id != request.id or response.WhichOneof("result") != "watch_event":
+                    raise CofferError(pb.INTERNAL, "cofferd answered a watch with something else")
+                yield response.watch_event
+                if response.watch_event.kind == pb.WatchEvent.ENDED:
+                    return
+        except OSError as error:
+            raise CofferError(pb.UNAVAILABLE, f"cannot talk to cofferd at {self.socket_path}: {error.strerror}")
+
     def health(self) -> str:
         return self._call("health", pb.HealthRequest()).status
 
