@@ -169,7 +169,12 @@ extension Coffer {
                 AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION); --env VAR=TYPE/NAME#FIELD sets one variable \
                 from one field, and overrides a connection's mapping of it. coffer then replaces itself with the \
                 command (signals and the exit status are the command's); COFFER_TOKEN is not passed on. Nothing is \
-                printed.
+                printed. With --on-change, coffer stays: it runs the command as its child, watches the connections \
+                it was given, and on a change restarts it with the new values (restart: SIGTERM, then SIGKILL after \
+                10 s) or sends it a signal (signal:NAME; the environment of a running process cannot change, so the \
+                command must read what it needs again); when a connection is deleted or no longer granted, or the \
+                token ends, it stops the command and exits with the error's status; it forwards SIGTERM, SIGINT and \
+                SIGHUP, and exits with the command's status when the command exits by itself.
                 """
         )
 
@@ -177,6 +182,12 @@ extension Coffer {
         var connections: [String] = []
         @Option(name: .customLong("env"), help: "VAR=TYPE/NAME#FIELD: one variable from one field.") var env: [String] =
             []
+        @Option(
+            name: .customLong("on-change"),
+            help:
+                "restart, or signal:NAME (such as signal:HUP): keep watching and restart or signal the command when a connection it was given changes."
+        )
+        var onChange: String?
         @OptionGroup var step: StepOptions
         @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.") var command: [String] = []
 
@@ -209,42 +220,15 @@ extension Coffer {
                 guard !refs.isEmpty || !singles.isEmpty else {
                     throw CofferError(.invalidArgument, "name at least one --connection or --env")
                 }
-                let fetched = try step.fetch(refs + singles.map(\.ref))
-                // A variable comes from one place: two connections mapping the same one, or one --env given
-                // twice, is an error; an --env overrides a connection's mapping.
-                var variables: [String: String] = [:]
-                var source: [String: ConnectionRef] = [:]
-                for ref in refs {
-                    for (name, value) in try fetched[ref]!.environmentVariables() {
-                        if let other = source[name], other != ref {
-                            throw CofferError(
-                                .invalidArgument,
-                                "both \(other) and \(ref) set \(name); name one with --env"
-                            )
-                        }
-                        (variables[name], source[name]) = (value, ref)
-                    }
+                let plan = ExecPlan(connections: refs, singles: singles)
+                if let onChange {
+                    let mode = try ExecSupervisor.Mode(parsing: onChange)
+                    let status = try ExecSupervisor(plan: plan, step: step, command: command, mode: mode).run()
+                    Foundation.exit(status)
                 }
-                var explicit = Set<String>()
-                for single in singles {
-                    guard explicit.insert(single.variable).inserted else {
-                        throw CofferError(.invalidArgument, "--env sets \(single.variable) twice")
-                    }
-                    guard let value = fetched[single.ref]!.text(of: single.field) else {
-                        throw CofferError(.notFound, "connection \(single.ref) has no text field \(single.field)")
-                    }
-                    variables[single.variable] = value
-                }
+                let variables = try plan.variables(from: try step.fetch(plan.wanted))
                 unsetenv("COFFER_TOKEN")
-                for (name, value) in variables {
-                    guard !value.utf8.contains(0) else {
-                        throw CofferError(
-                            .failedPrecondition,
-                            "the value for \(name) holds a NUL byte and cannot be in an environment"
-                        )
-                    }
-                    setenv(name, value, 1)
-                }
+                for (name, value) in variables { setenv(name, value, 1) }
                 var argv = command.map { strdup($0) } + [nil]
                 execvp(program, &argv)
                 let error = errno

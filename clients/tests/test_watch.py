@@ -35,3 +35,62 @@ def test_a_python_watch_gets_changes_with_values_and_ends_with_its_token(daemon,
     assert {f.name: f.value.decode() for f in changed.fields} == {"v": second}
     assert events[-1].reason == "the token was revoked"
     assert second not in daemon.output
+
+
+def _wait_for(predicate, seconds=10.0):
+    import time
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_exec_on_change_restarts_or_signals_its_command_and_stops_it_when_access_ends(daemon, tmp_path):
+    import hashlib
+    import secrets
+    import signal
+    import subprocess
+
+    from conftest import BUILD
+
+    first, second = "F" + secrets.token_hex(19) + "1", "S" + secrets.token_hex(19) + "2"
+    put = daemon.swift("put", "aws/svc", stdin=json.dumps({"accessKeyID": "AKIAABCDEFGHIJKLMNOP",
+                                                           "secretAccessKey": first}).encode())
+    assert put.returncode == 0, put.stderr
+    assert daemon.swift("grant", "deploy", "aws/svc").returncode == 0
+    token = json.loads(daemon.swift("token", "issue", "deploy", "--json").stdout)["token"]
+    starts = tmp_path / "starts"
+    # The command records a digest of the secret it was started with, never the secret.
+    script = f'printf %s "$AWS_SECRET_ACCESS_KEY" | sha256sum | cut -c1-16 >> {starts}; exec sleep 60'
+    runner = subprocess.Popen([str(BUILD / "coffer"), "exec", "--on-change", "restart", "--connection", "aws/svc",
+                               "--", "sh", "-c", script], env=daemon.environment(token),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    digest = lambda value: hashlib.sha256(value.encode()).hexdigest()[:16]  # noqa: E731
+    assert _wait_for(lambda: starts.exists() and starts.read_text().split() == [digest(first)])
+    update = daemon.swift("update", "aws/svc", "--secret", "secretAccessKey",
+                          stdin=json.dumps({"secretAccessKey": second}).encode())
+    assert update.returncode == 0, update.stderr
+    assert _wait_for(lambda: starts.read_text().split() == [digest(first), digest(second)])
+    # The grant revoked: the command is stopped, and coffer exits with PERMISSION_DENIED's status.
+    assert daemon.swift("revoke", "deploy", "aws/svc").returncode == 0
+    out, err = runner.communicate(timeout=20)
+    assert runner.returncode == 5, err
+    assert b"no longer granted" in err
+    assert first.encode() not in out + err and second.encode() not in out + err
+
+    # signal:HUP: the command is signalled, not restarted; SIGTERM to coffer reaches it, and its status is coffer's.
+    assert daemon.swift("grant", "deploy", "aws/svc").returncode == 0
+    hups, ready = tmp_path / "hups", tmp_path / "ready"
+    script = f"trap 'echo hup >> {hups}' HUP; trap 'exit 7' TERM; touch {ready}; while true; do sleep 0.05; done"
+    runner = subprocess.Popen([str(BUILD / "coffer"), "exec", "--on-change", "signal:HUP", "--connection",
+                               "aws/svc", "--", "sh", "-c", script], env=daemon.environment(token),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert _wait_for(ready.exists)
+    update = daemon.swift("update", "aws/svc", "--set", "region=eu-west-1")
+    assert update.returncode == 0, update.stderr
+    assert _wait_for(lambda: hups.exists() and hups.read_text().split() == ["hup"])
+    runner.send_signal(signal.SIGTERM)
+    runner.communicate(timeout=20)
+    assert runner.returncode == 7
