@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // C libraries, from Debian's libsodium-dev and liblmdb-dev.
@@ -57,6 +58,20 @@ let package = Package(
                 "CofferCore",
                 "CofferCrypto",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+
+        // A cluster: the replication log in PostgreSQL, and the service that keeps a node's store caught up.
+        .target(
+            name: "CofferReplication",
+            dependencies: [
+                "CofferCore",
+                "CofferStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
 
@@ -114,12 +129,14 @@ let package = Package(
             dependencies: [
                 "CofferCommandLine",
                 "CofferConnections",
+                "CofferReplication",
                 "CofferCore",
                 "CofferCrypto",
                 "CofferStore",
                 "CofferServer",
                 "CofferWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(libsodium-dev liblmdb-dev libprotobuf-c-dev protobuf-compiler protobuf-c-compiler pkg-config
-          gcc make python3 python3-venv curl)
+          gcc make python3 python3-venv curl postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

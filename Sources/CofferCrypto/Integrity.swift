@@ -51,6 +51,14 @@ extension KeyRing {
         return Self.hash(input, length: Self.tagLength, key: auditKey)
     }
 
+    /// The link of a batch of a cluster's replication log: over the link before it, its revisions and its bytes.
+    /// Every node derives the same key from the master key; the database holding the log never sees it.
+    public func replicationLink(previous: [UInt8], first: UInt64, last: UInt64, batch: [UInt8]) -> [UInt8] {
+        var input = Array("coffer.replication.v1".utf8) + previous + Self.bigEndian(first) + Self.bigEndian(last)
+        input += batch
+        return Self.hash(input, length: Self.tagLength, key: summaryKey)
+    }
+
     /// The tag of a journal entry, so that an edited entry is told from a torn one.
     public func journalTag(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
         Self.hash(Array("coffer.journal.v2".utf8) + bytes, length: Self.tagLength, key: auditKey)

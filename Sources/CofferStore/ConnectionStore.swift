@@ -28,9 +28,11 @@ public final class ConnectionStore: Sendable {
     /// Told, on the writer's thread, of the changes each write transaction committed, in revision order.
     private let changeListener = Mutex<(@Sendable ([ChangeEvent]) -> Void)?>(nil)
     /// The metadata record as the last commit left it; cofferd is its only writer.
-    private let metadata: Mutex<Coffer_Storage_V1_Metadata>
+    let metadata: Mutex<Coffer_Storage_V1_Metadata>
     /// Write transactions and the map of what they wrote change together.
-    private let writeLock = NSLock()
+    let writeLock = NSLock()
+    /// In a cluster: the log every write transaction that records changes goes through before it commits.
+    private let replicationLog = Mutex<(any ReplicationLog)?>(nil)
 
     /// The tables of one store.
     struct Tables: Sendable {
@@ -218,31 +220,28 @@ public final class ConnectionStore: Sendable {
     public func write<R>(usingReserve: Bool = false, _ body: (StoreWriter) throws -> R) throws(CofferError) -> R {
         writeLock.lock()
         defer { writeLock.unlock() }
+        let log = replicationLog.withLock { $0 }
         while true {
             let ledger = WriteLedger()
-            var updated = metadata.withLock { $0 }
+            let before = metadata.withLock { $0 }
+            var updated = before
             do {
                 let (result, transaction) = try env.write { txn in
                     txn.authority = authority
                     txn.ledger = ledger
                     let result = try body(StoreWriter(store: self, txn: txn))
                     updated.apply(ledger)
+                    if let log, let entry = try replicationEntry(ledger, after: before) {
+                        // Committed in the cluster's database first: a write there is the write.
+                        try log.append(entry)
+                        updated.logLink = Data(entry.link)
+                        updated.lastSyncUnixMs = now.unixMillis
+                    }
                     try tables.meta.write(updated, keys: authority.keys, txn)
                     authority.committing(txn.snapshot + 1)
                     return (result, txn.snapshot + 1)
                 }
-                let previous = metadata.withLock { current in
-                    defer { current = updated }
-                    return current
-                }
-                if previous.generations != updated.generations || previous.activeGeneration != updated.activeGeneration
-                {
-                    // After the commit: a generation added is in the ring before anything is written under it,
-                    // and one retired leaves it only once nothing committed uses it.
-                    authority.keys = updated.keyRing(from: authority.keys)
-                }
-                authority.apply(ledger.changes, transaction: transaction)
-                if !ledger.events.isEmpty, let listener = changeListener.withLock({ $0 }) { listener(ledger.events) }
+                committed(ledger, updated, transaction: transaction)
                 if usingReserve, env.mapSize > configuration.mapSize {
                     // Back to the limit, which LMDB raises to what the file now holds: other writes get no
                     // more room than the pages this one freed.
@@ -252,12 +251,41 @@ public final class ConnectionStore: Sendable {
             } catch let error as LMDBError where error.kind == .mapFull {
                 authority.committing(nil)
                 guard grow(usingReserve: usingReserve) else { throw failure(error) }
+            } catch is ReplicationBehind {
+                // Another node wrote first: take what it wrote, then run this transaction again on top of it.
+                authority.committing(nil)
+                if let log { _ = try catchUpLocked(from: log, limit: 512) }
             } catch {
                 authority.committing(nil)
                 throw failure(error)
             }
         }
     }
+
+    /// After a write transaction committed: the metadata, the key ring, the map of what cofferd wrote, and the
+    /// change listener.
+    func committed(_ ledger: WriteLedger, _ updated: Coffer_Storage_V1_Metadata, transaction: Int) {
+        let previous = metadata.withLock { current in
+            defer { current = updated }
+            return current
+        }
+        if previous.generations != updated.generations || previous.activeGeneration != updated.activeGeneration {
+            // After the commit: a generation added is in the ring before anything is written under it, and one
+            // retired leaves it only once nothing committed uses it.
+            authority.keys = updated.keyRing(from: authority.keys)
+        }
+        authority.apply(ledger.changes, transaction: transaction)
+        if !ledger.events.isEmpty, let listener = changeListener.withLock({ $0 }) { listener(ledger.events) }
+    }
+
+    /// Makes this store a node of a cluster: from now on every write transaction that records changes is
+    /// appended to `log` before it commits.
+    public func replicate(through log: any ReplicationLog) {
+        replicationLog.withLock { $0 = log }
+    }
+
+    /// Whether this store is a node of a cluster.
+    public var isReplicated: Bool { replicationLog.withLock { $0 != nil } }
 
     /// A transaction without authentication, for start-up, migration and verification.
     func raw<R>(writing: Bool = false, _ body: (Transaction) throws -> R) throws(CofferError) -> R {

@@ -366,6 +366,12 @@ extension Coffer_V1_HealthResponse {
         status = report.serving ? "serving" : "not-serving"
         keyID = report.keyID.hex
         reason = report.reason ?? ""
+        revision = report.revision
+        if let cluster = report.cluster {
+            self.cluster = cluster.state.rawValue
+            clusterHead = cluster.head
+            lastSyncUnixMs = cluster.lastSync?.unixMillis ?? 0
+        }
     }
 }
 
@@ -374,7 +380,24 @@ extension HealthReport {
         guard let keyID = KeyID(hex: wire.keyID) else {
             throw CofferError(.internal, "cofferd sent a malformed key id")
         }
-        self.init(serving: wire.status == "serving", keyID: keyID, reason: wire.reason.isEmpty ? nil : wire.reason)
+        var cluster: ClusterHealth?
+        if !wire.cluster.isEmpty {
+            guard let state = ClusterHealth.State(rawValue: wire.cluster) else {
+                throw CofferError(.internal, "cofferd sent a cluster state of no known kind")
+            }
+            cluster = ClusterHealth(
+                state: state,
+                head: wire.clusterHead,
+                lastSync: wire.lastSyncUnixMs == 0 ? nil : Date(unixMillis: wire.lastSyncUnixMs)
+            )
+        }
+        self.init(
+            serving: wire.status == "serving",
+            keyID: keyID,
+            reason: wire.reason.isEmpty ? nil : wire.reason,
+            revision: wire.revision,
+            cluster: cluster
+        )
     }
 }
 

@@ -277,6 +277,13 @@ extension Coffer {
                         "\(socket) socket: \(report.serving ? "serving" : "not serving")\(reason) (key \(report.keyID))"
                     )
                 }
+                print("revision \(admin.revision)")
+                if let cluster = admin.cluster {
+                    let since = cluster.lastSync.map { "\(Int(Date().timeIntervalSince($0)))s ago" } ?? "never"
+                    print(
+                        "cluster: \(cluster.state.rawValue), log at revision \(cluster.head), last had all of it \(since)"
+                    )
+                }
                 if !admin.serving || !worker.serving {
                     throw CofferError(.unavailable, "cofferd is not serving")
                 }

@@ -2,11 +2,13 @@ import ArgumentParser
 import CofferConnections
 import CofferCore
 import CofferCrypto
+import CofferReplication
 import CofferServer
 import CofferStore
 import CofferWire
 import Foundation
 import Logging
+import NIOPosix
 import ServiceLifecycle
 
 extension Cofferd {
@@ -128,6 +130,24 @@ extension Cofferd {
         var maxChanges: Int = StoreLimits().maxChangeRecords
 
         @Option(
+            name: .customLong("cluster"),
+            help: "Join a cluster through its PostgreSQL database: postgres://USER@HOST[:PORT]/DATABASE (no password)."
+        )
+        var cluster: String?
+
+        @Option(
+            name: .customLong("database-password-file"),
+            help: "A file holding the cluster database's password (else COFFER_DATABASE_PASSWORD)."
+        )
+        var databasePasswordFile: String?
+
+        @Option(
+            name: .customLong("stale-after"),
+            help: "In a cluster: seconds a node serves values without reaching the database before it refuses them."
+        )
+        var staleAfter: Int = 86_400
+
+        @Option(
             name: .customLong("types"),
             help:
                 "A JSON file declaring further connection types ({\"types\": [...]}, as coffer types --json prints them)."
@@ -157,7 +177,7 @@ extension Cofferd {
                 ("idle-timeout", idleTimeout), ("read-timeout", readTimeout),
                 ("write-timeout", writeTimeout), ("event-loops", eventLoops), ("max-watches", maxWatches),
                 ("max-watches-per-token", maxWatchesPerToken), ("watch-heartbeat", watchHeartbeat),
-                ("max-changes", maxChanges),
+                ("max-changes", maxChanges), ("stale-after", staleAfter),
             ] where value < 1 {
                 throw ValidationError("--\(name) must be at least 1")
             }
@@ -175,7 +195,7 @@ extension Cofferd {
             logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
             try await Cofferd.reporter.runAsync {
                 try ProcessProtection.apply()
-                let configuration = try serverConfiguration()
+                var configuration = try serverConfiguration()
                 let files = ProcessProtection.raiseFileLimit()
                 if files < configuration.maxAdminClients + configuration.maxWorkerClients + 64 {
                     logger.warning(
@@ -193,17 +213,33 @@ extension Cofferd {
                 defer { withExtendedLifetime(lock) {} }
                 let store = try directory.open(keyFile: data.keyFile, configuration: storeConfiguration)
                 defer { store.close() }
+                var replication: ReplicationService?
+                if let cluster {
+                    let database = try DatabaseConfiguration(url: cluster, password: try databasePassword())
+                    let log = PostgresLog(database, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+                    try ReplicationService.checkJoin(store, log: log)
+                    let status = ReplicationStatus(staleAfter: .seconds(staleAfter))
+                    store.replicate(through: log)
+                    configuration.replication = status
+                    replication = ReplicationService(store: store, log: log, status: status, logger: logger)
+                    logger.notice("joined the cluster", metadata: ["database": "\(database.description)"])
+                }
                 if !SecureMemory.canLock() {
                     logger.warning(
                         "secret memory cannot be locked into RAM; raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK"
                     )
                 }
-                try await serve(store: store, configuration: configuration, logger: logger)
+                try await serve(store: store, configuration: configuration, replication: replication, logger: logger)
             }
         }
 
         /// Runs the services until a signal stops them: the store first up and last down.
-        private func serve(store: ConnectionStore, configuration: ServerConfiguration, logger: Logger) async throws {
+        private func serve(
+            store: ConnectionStore,
+            configuration: ServerConfiguration,
+            replication: ReplicationService?,
+            logger: Logger
+        ) async throws {
             let writer = WriterReference()
             let (journal, recovery) = try AuditJournal.open(store: store, onThreshold: { writer.queue?.requestFold() })
             if recovery.records > 0 || recovery.droppedBytes > 0 {
@@ -222,19 +258,21 @@ extension Cofferd {
             }
             writer.queue = commits
             defer { commits.stop() }
-            let services: [any Service] = [
-                StoreService(store: store, commits: commits, logger: logger),
-                AuditWriterService(commits: commits, logger: logger),
-                TokenJanitor(commits: commits, retention: configuration.tokenRetention, logger: logger),
-                ReencryptionService(commits: commits, logger: logger),
-                CofferServer(
-                    configuration: configuration,
-                    store: store,
-                    journal: journal,
-                    commits: commits,
-                    logger: logger
-                ),
-            ]
+            let services: [any Service] =
+                [
+                    StoreService(store: store, commits: commits, logger: logger) as any Service
+                ] + (replication.map { [$0 as any Service] } ?? []) + [
+                    AuditWriterService(commits: commits, logger: logger),
+                    TokenJanitor(commits: commits, retention: configuration.tokenRetention, logger: logger),
+                    ReencryptionService(commits: commits, logger: logger),
+                    CofferServer(
+                        configuration: configuration,
+                        store: store,
+                        journal: journal,
+                        commits: commits,
+                        logger: logger
+                    ),
+                ]
             // Shutdown signals come through ShutdownSignalService, which cofferd serve always has; the service
             // group's own signal handling is the fallback.
             let signals = ShutdownSignalService(logger: logger)
@@ -292,6 +330,21 @@ extension Cofferd {
             configuration.maxWatchesPerToken = maxWatchesPerToken
             configuration.watchHeartbeat = .seconds(watchHeartbeat)
             return configuration
+        }
+
+        /// The cluster database's password: from --database-password-file, else COFFER_DATABASE_PASSWORD; never
+        /// from argv.
+        private func databasePassword() throws(CofferError) -> String? {
+            if let databasePasswordFile {
+                guard let data = FileManager.default.contents(atPath: databasePasswordFile) else {
+                    throw CofferError(
+                        .failedPrecondition,
+                        "cannot read the database password file \(databasePasswordFile)"
+                    )
+                }
+                return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+            }
+            return ProcessInfo.processInfo.environment["COFFER_DATABASE_PASSWORD"]
         }
 
         /// A group given by name or number.

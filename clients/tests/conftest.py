@@ -30,17 +30,35 @@ def _accepts(path: str) -> bool:
             return False
 
 
+def wait_for(predicate, seconds: float = 10.0) -> bool:
+    """Polls `predicate` every 50 ms until it holds or `seconds` pass; whether it held."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 class Daemon:
-    def __init__(self, directory: Path, extra: list[str] | None = None):
+    def __init__(self, directory: Path, extra: list[str] | None = None, env: dict[str, str] | None = None,
+                 name: str = ""):
         self.directory = directory
-        self.admin_socket = str(directory / "admin.sock")
-        self.worker_socket = str(directory / "worker.sock")
-        self.log_path = directory / "cofferd.log"
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [str(BUILD / "cofferd"), "serve", "--init-if-missing", "--data-dir", str(directory / "data"),
-             "--admin-socket", self.admin_socket, "--worker-socket", self.worker_socket, *(extra or [])],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.admin_socket = str(directory / f"{name}admin.sock")
+        self.worker_socket = str(directory / f"{name}worker.sock")
+        self.log_path = directory / f"{name}cofferd.log"
+        self.argv = [str(BUILD / "cofferd"), "serve", "--init-if-missing", "--data-dir", str(directory / f"{name}data"),
+                     "--admin-socket", self.admin_socket, "--worker-socket", self.worker_socket, *(extra or [])]
+        self.env = dict(os.environ, **(env or {}))
+        self._log = open(self.log_path, "ab")
+        self.start()
+
+    def start(self) -> None:
+        """Starts cofferd and waits until both sockets accept connections."""
+        if self._log.closed:
+            self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=self.env)
         deadline = time.monotonic() + 10
         while not (_accepts(self.admin_socket) and _accepts(self.worker_socket)):
             if self.process.poll() is not None or time.monotonic() > deadline:

@@ -37,14 +37,6 @@ def test_a_python_watch_gets_changes_with_values_and_ends_with_its_token(daemon,
     assert second not in daemon.output
 
 
-def _wait_for(predicate, seconds=10.0):
-    import time
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_exec_on_change_restarts_or_signals_its_command_and_stops_it_when_access_ends(daemon, tmp_path):
@@ -53,7 +45,7 @@ def test_exec_on_change_restarts_or_signals_its_command_and_stops_it_when_access
     import signal
     import subprocess
 
-    from conftest import BUILD
+    from conftest import BUILD, wait_for
 
     first, second = "F" + secrets.token_hex(19) + "1", "S" + secrets.token_hex(19) + "2"
     put = daemon.swift("put", "aws/svc", stdin=json.dumps({"accessKeyID": "AKIAABCDEFGHIJKLMNOP",
@@ -68,11 +60,11 @@ def test_exec_on_change_restarts_or_signals_its_command_and_stops_it_when_access
                                "--", "sh", "-c", script], env=daemon.environment(token),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     digest = lambda value: hashlib.sha256(value.encode()).hexdigest()[:16]  # noqa: E731
-    assert _wait_for(lambda: starts.exists() and starts.read_text().split() == [digest(first)])
+    assert wait_for(lambda: starts.exists() and starts.read_text().split() == [digest(first)])
     update = daemon.swift("update", "aws/svc", "--secret", "secretAccessKey",
                           stdin=json.dumps({"secretAccessKey": second}).encode())
     assert update.returncode == 0, update.stderr
-    assert _wait_for(lambda: starts.read_text().split() == [digest(first), digest(second)])
+    assert wait_for(lambda: starts.read_text().split() == [digest(first), digest(second)])
     # The grant revoked: the command is stopped, and coffer exits with PERMISSION_DENIED's status.
     assert daemon.swift("revoke", "deploy", "aws/svc").returncode == 0
     out, err = runner.communicate(timeout=20)
@@ -87,10 +79,10 @@ def test_exec_on_change_restarts_or_signals_its_command_and_stops_it_when_access
     runner = subprocess.Popen([str(BUILD / "coffer"), "exec", "--on-change", "signal:HUP", "--connection",
                                "aws/svc", "--", "sh", "-c", script], env=daemon.environment(token),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert _wait_for(ready.exists)
+    assert wait_for(ready.exists)
     update = daemon.swift("update", "aws/svc", "--set", "region=eu-west-1")
     assert update.returncode == 0, update.stderr
-    assert _wait_for(lambda: hups.exists() and hups.read_text().split() == ["hup"])
+    assert wait_for(lambda: hups.exists() and hups.read_text().split() == ["hup"])
     runner.send_signal(signal.SIGTERM)
     runner.communicate(timeout=20)
     assert runner.returncode == 7

@@ -9,6 +9,9 @@ import CofferWire
 struct GetHandler: OperationHandler {
     let operation = CofferOperation.get
     let types: TypeRegistry
+    /// In a cluster: values are served only while this node is current enough.
+    let replication: ReplicationStatus?
+    let clock: WallClock
 
     func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan
     {
@@ -16,6 +19,7 @@ struct GetHandler: OperationHandler {
         let ref = try context.connection(get.connection)
         let token = SecretBytes(utf8: get.token)
         let types = self.types
+        try replication?.checkServingValues(now: clock())
         return .read { reader, event in
             let info = try reader.verifyToken(token)
             event.identify(info)

@@ -69,11 +69,13 @@ final class RequestPipeline: Sendable {
             GetPublicKeyHandler(store: store), PutHandler(store: store, types: configuration.types),
             OverwriteHandler(store: store, types: configuration.types),
             UpdateHandler(store: store, types: configuration.types), DeleteHandler(),
-            GetHandler(types: configuration.types), ListHandler(), DescribeHandler(),
+            GetHandler(types: configuration.types, replication: configuration.replication, clock: clock), ListHandler(),
+            DescribeHandler(),
             ListTypesHandler(types: configuration.types), GrantHandler(), RevokeHandler(),
             IssueTokenHandler(defaultTTL: configuration.defaultTokenTTL), RevokeTokenHandler(), AuditHandler(),
-            HealthHandler(store: store), RotateKeyHandler(), KeyStatusHandler(), RetireKeyHandler(),
-            WatchHandler(hub: watches),
+            HealthHandler(store: store, replication: configuration.replication, clock: clock), RotateKeyHandler(),
+            KeyStatusHandler(), RetireKeyHandler(),
+            WatchHandler(hub: watches, replication: configuration.replication, clock: clock),
         ])
     }
 

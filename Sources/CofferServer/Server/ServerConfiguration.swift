@@ -1,5 +1,6 @@
 import CofferConnections
 import CofferCore
+import CofferStore
 import CofferWire
 import Foundation
 import NIOCore
@@ -78,6 +79,9 @@ public struct ServerConfiguration: Sendable {
     /// Events a watch writes while its client takes none before it is ended (the client resumes from the last
     /// revision it saw).
     public var maxWatchBacklog: Int = 4096
+    /// In a cluster: how this node stands with the cluster's log; values are served only while it is current
+    /// enough. Nil for a single cofferd.
+    public var replication: ReplicationStatus?
     /// The connection types writes are checked against: the built-in ones, and any from `--types FILE`.
     public var types: TypeRegistry = .builtIn
     /// Threads that open sealed values and run long reads (List).

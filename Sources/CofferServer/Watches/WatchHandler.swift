@@ -22,12 +22,15 @@ struct WatchSpec: Sendable {
 struct WatchHandler: OperationHandler {
     let operation = CofferOperation.watch
     let hub: WatchHub
+    let replication: ReplicationStatus?
+    let clock: WallClock
     /// Connections one watch may name.
     static let maxConnections = 256
 
     func plan(_ request: Coffer_V1_Request.OneOf_Operation, _ context: inout RequestContext) throws(CofferError) -> Plan
     {
         guard case .watch(let watch) = request else { throw mismatch() }
+        try replication?.checkServingValues(now: clock())
         guard watch.connections.count <= Self.maxConnections else {
             throw CofferError(.invalidArgument, "a watch may name at most \(Self.maxConnections) connections")
         }

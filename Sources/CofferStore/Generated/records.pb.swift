@@ -91,55 +91,116 @@ nonisolated enum Coffer_Storage_V1_ChangeKind: SwiftProtobuf.Enum, Swift.CaseIte
 }
 
 /// The single record under the key "meta" in the "meta" database.
-nonisolated struct Coffer_Storage_V1_Metadata: Sendable {
+nonisolated struct Coffer_Storage_V1_Metadata: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// The layout of this file; cofferd refuses a store whose format it does not know, and migrates format 1.
-  var formatVersion: UInt32 = 0
+  var formatVersion: UInt32 {
+    get {_storage._formatVersion}
+    set {_uniqueStorage()._formatVersion = newValue}
+  }
 
   /// The id of generation 1's public key, which names the master key the store was created with (8 bytes).
-  var keyID: Data = Data()
+  var keyID: Data {
+    get {_storage._keyID}
+    set {_uniqueStorage()._keyID = newValue}
+  }
 
   /// A keyed hash of a fixed label under a subkey of the master key: proves the key without revealing it.
-  var keyCheck: Data = Data()
+  var keyCheck: Data {
+    get {_storage._keyCheck}
+    set {_uniqueStorage()._keyCheck = newValue}
+  }
 
-  var createdUnixMs: Int64 = 0
+  var createdUnixMs: Int64 {
+    get {_storage._createdUnixMs}
+    set {_uniqueStorage()._createdUnixMs = newValue}
+  }
 
   /// Format 2. Grows by one with every write transaction.
-  var writeGeneration: UInt64 = 0
+  var writeGeneration: UInt64 {
+    get {_storage._writeGeneration}
+    set {_uniqueStorage()._writeGeneration = newValue}
+  }
 
   /// One per authenticated table: how many records it holds and the XOR of their summary elements.
-  var summaries: [Coffer_Storage_V1_TableSummary] = []
+  var summaries: [Coffer_Storage_V1_TableSummary] {
+    get {_storage._summaries}
+    set {_uniqueStorage()._summaries = newValue}
+  }
 
   /// The audit chain: its newest record and its link, and the link before its oldest kept record.
-  var auditHeadSequence: UInt64 = 0
+  var auditHeadSequence: UInt64 {
+    get {_storage._auditHeadSequence}
+    set {_uniqueStorage()._auditHeadSequence = newValue}
+  }
 
-  var auditHeadLink: Data = Data()
+  var auditHeadLink: Data {
+    get {_storage._auditHeadLink}
+    set {_uniqueStorage()._auditHeadLink = newValue}
+  }
 
-  var auditStartLink: Data = Data()
+  var auditStartLink: Data {
+    get {_storage._auditStartLink}
+    set {_uniqueStorage()._auditStartLink = newValue}
+  }
 
   /// The key generations the store has, and which one new writes use.
-  var generations: [Coffer_Storage_V1_KeyGenerationRecord] = []
+  var generations: [Coffer_Storage_V1_KeyGenerationRecord] {
+    get {_storage._generations}
+    set {_uniqueStorage()._generations = newValue}
+  }
 
-  var activeGeneration: UInt32 = 0
+  var activeGeneration: UInt32 {
+    get {_storage._activeGeneration}
+    set {_uniqueStorage()._activeGeneration = newValue}
+  }
 
   /// Where the re-encryption after a rotation has got to: the last key it finished in each table.
-  var rotation: [Coffer_Storage_V1_RotationCursor] = []
+  var rotation: [Coffer_Storage_V1_RotationCursor] {
+    get {_storage._rotation}
+    set {_uniqueStorage()._rotation = newValue}
+  }
 
   /// How many records the audit chain holds.
-  var auditCount: UInt64 = 0
+  var auditCount: UInt64 {
+    get {_storage._auditCount}
+    set {_uniqueStorage()._auditCount = newValue}
+  }
 
   /// The change feed: the revision of the newest change recorded (0 before the first), and of the oldest one
   /// the "changes" database still keeps. Revisions are gapless: each committed change gets the next one.
-  var revision: UInt64 = 0
+  var revision: UInt64 {
+    get {_storage._revision}
+    set {_uniqueStorage()._revision = newValue}
+  }
 
-  var changesFirst: UInt64 = 0
+  var changesFirst: UInt64 {
+    get {_storage._changesFirst}
+    set {_uniqueStorage()._changesFirst = newValue}
+  }
+
+  /// In a cluster: the link of the last batch of the replication log this store wrote or applied (each batch's
+  /// link is a keyed hash over the link before it, its revisions and its bytes).
+  var logLink: Data {
+    get {_storage._logLink}
+    set {_uniqueStorage()._logLink = newValue}
+  }
+
+  /// In a cluster: when this store last wrote to the log or applied from it, so that a node that restarts while
+  /// the database cannot be reached serves values only as long as it would have without the restart.
+  var lastSyncUnixMs: Int64 {
+    get {_storage._lastSyncUnixMs}
+    set {_uniqueStorage()._lastSyncUnixMs = newValue}
+  }
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 nonisolated struct Coffer_Storage_V1_TableSummary: Sendable {
@@ -375,6 +436,43 @@ nonisolated struct Coffer_Storage_V1_ChangeRecord: Sendable {
   init() {}
 }
 
+/// One batch of the replication log (in the cluster's database): the records one write transaction changed in
+/// the replicated tables (connections, grants, tokens, changes), as stored, so that every node stores the same
+/// bytes. The audit trail and the metadata record stay each node's own.
+nonisolated struct Coffer_Storage_V1_ReplicatedBatch: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The change feed revisions the batch holds, first to last.
+  var firstRevision: UInt64 = 0
+
+  var lastRevision: UInt64 = 0
+
+  var records: [Coffer_Storage_V1_ReplicatedRecord] = []
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+}
+
+nonisolated struct Coffer_Storage_V1_ReplicatedRecord: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  var table: String = String()
+
+  var key: Data = Data()
+
+  /// The record as stored (message | generation | tag); empty when the batch removed it.
+  var stored: Data = Data()
+
+  var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "coffer.storage.v1"
@@ -385,99 +483,177 @@ nonisolated extension Coffer_Storage_V1_ChangeKind: SwiftProtobuf._ProtoNameProv
 
 nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".Metadata"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}format_version\0\u{3}key_id\0\u{3}key_check\0\u{3}created_unix_ms\0\u{3}write_generation\0\u{1}summaries\0\u{3}audit_head_sequence\0\u{3}audit_head_link\0\u{3}audit_start_link\0\u{1}generations\0\u{3}active_generation\0\u{1}rotation\0\u{3}audit_count\0\u{1}revision\0\u{3}changes_first\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}format_version\0\u{3}key_id\0\u{3}key_check\0\u{3}created_unix_ms\0\u{3}write_generation\0\u{1}summaries\0\u{3}audit_head_sequence\0\u{3}audit_head_link\0\u{3}audit_start_link\0\u{1}generations\0\u{3}active_generation\0\u{1}rotation\0\u{3}audit_count\0\u{1}revision\0\u{3}changes_first\0\u{3}log_link\0\u{3}last_sync_unix_ms\0")
+
+  fileprivate class _StorageClass {
+    var _formatVersion: UInt32 = 0
+    var _keyID: Data = Data()
+    var _keyCheck: Data = Data()
+    var _createdUnixMs: Int64 = 0
+    var _writeGeneration: UInt64 = 0
+    var _summaries: [Coffer_Storage_V1_TableSummary] = []
+    var _auditHeadSequence: UInt64 = 0
+    var _auditHeadLink: Data = Data()
+    var _auditStartLink: Data = Data()
+    var _generations: [Coffer_Storage_V1_KeyGenerationRecord] = []
+    var _activeGeneration: UInt32 = 0
+    var _rotation: [Coffer_Storage_V1_RotationCursor] = []
+    var _auditCount: UInt64 = 0
+    var _revision: UInt64 = 0
+    var _changesFirst: UInt64 = 0
+    var _logLink: Data = Data()
+    var _lastSyncUnixMs: Int64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _formatVersion = source._formatVersion
+      _keyID = source._keyID
+      _keyCheck = source._keyCheck
+      _createdUnixMs = source._createdUnixMs
+      _writeGeneration = source._writeGeneration
+      _summaries = source._summaries
+      _auditHeadSequence = source._auditHeadSequence
+      _auditHeadLink = source._auditHeadLink
+      _auditStartLink = source._auditStartLink
+      _generations = source._generations
+      _activeGeneration = source._activeGeneration
+      _rotation = source._rotation
+      _auditCount = source._auditCount
+      _revision = source._revision
+      _changesFirst = source._changesFirst
+      _logLink = source._logLink
+      _lastSyncUnixMs = source._lastSyncUnixMs
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.formatVersion) }()
-      case 2: try { try decoder.decodeSingularBytesField(value: &self.keyID) }()
-      case 3: try { try decoder.decodeSingularBytesField(value: &self.keyCheck) }()
-      case 4: try { try decoder.decodeSingularInt64Field(value: &self.createdUnixMs) }()
-      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.writeGeneration) }()
-      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.summaries) }()
-      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.auditHeadSequence) }()
-      case 8: try { try decoder.decodeSingularBytesField(value: &self.auditHeadLink) }()
-      case 9: try { try decoder.decodeSingularBytesField(value: &self.auditStartLink) }()
-      case 10: try { try decoder.decodeRepeatedMessageField(value: &self.generations) }()
-      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.activeGeneration) }()
-      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.rotation) }()
-      case 13: try { try decoder.decodeSingularUInt64Field(value: &self.auditCount) }()
-      case 14: try { try decoder.decodeSingularUInt64Field(value: &self.revision) }()
-      case 15: try { try decoder.decodeSingularUInt64Field(value: &self.changesFirst) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._formatVersion) }()
+        case 2: try { try decoder.decodeSingularBytesField(value: &_storage._keyID) }()
+        case 3: try { try decoder.decodeSingularBytesField(value: &_storage._keyCheck) }()
+        case 4: try { try decoder.decodeSingularInt64Field(value: &_storage._createdUnixMs) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._writeGeneration) }()
+        case 6: try { try decoder.decodeRepeatedMessageField(value: &_storage._summaries) }()
+        case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._auditHeadSequence) }()
+        case 8: try { try decoder.decodeSingularBytesField(value: &_storage._auditHeadLink) }()
+        case 9: try { try decoder.decodeSingularBytesField(value: &_storage._auditStartLink) }()
+        case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._generations) }()
+        case 11: try { try decoder.decodeSingularUInt32Field(value: &_storage._activeGeneration) }()
+        case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._rotation) }()
+        case 13: try { try decoder.decodeSingularUInt64Field(value: &_storage._auditCount) }()
+        case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._revision) }()
+        case 15: try { try decoder.decodeSingularUInt64Field(value: &_storage._changesFirst) }()
+        case 16: try { try decoder.decodeSingularBytesField(value: &_storage._logLink) }()
+        case 17: try { try decoder.decodeSingularInt64Field(value: &_storage._lastSyncUnixMs) }()
+        default: break
+        }
       }
     }
   }
 
   func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if self.formatVersion != 0 {
-      try visitor.visitSingularUInt32Field(value: self.formatVersion, fieldNumber: 1)
-    }
-    if !self.keyID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.keyID, fieldNumber: 2)
-    }
-    if !self.keyCheck.isEmpty {
-      try visitor.visitSingularBytesField(value: self.keyCheck, fieldNumber: 3)
-    }
-    if self.createdUnixMs != 0 {
-      try visitor.visitSingularInt64Field(value: self.createdUnixMs, fieldNumber: 4)
-    }
-    if self.writeGeneration != 0 {
-      try visitor.visitSingularUInt64Field(value: self.writeGeneration, fieldNumber: 5)
-    }
-    if !self.summaries.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.summaries, fieldNumber: 6)
-    }
-    if self.auditHeadSequence != 0 {
-      try visitor.visitSingularUInt64Field(value: self.auditHeadSequence, fieldNumber: 7)
-    }
-    if !self.auditHeadLink.isEmpty {
-      try visitor.visitSingularBytesField(value: self.auditHeadLink, fieldNumber: 8)
-    }
-    if !self.auditStartLink.isEmpty {
-      try visitor.visitSingularBytesField(value: self.auditStartLink, fieldNumber: 9)
-    }
-    if !self.generations.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.generations, fieldNumber: 10)
-    }
-    if self.activeGeneration != 0 {
-      try visitor.visitSingularUInt32Field(value: self.activeGeneration, fieldNumber: 11)
-    }
-    if !self.rotation.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.rotation, fieldNumber: 12)
-    }
-    if self.auditCount != 0 {
-      try visitor.visitSingularUInt64Field(value: self.auditCount, fieldNumber: 13)
-    }
-    if self.revision != 0 {
-      try visitor.visitSingularUInt64Field(value: self.revision, fieldNumber: 14)
-    }
-    if self.changesFirst != 0 {
-      try visitor.visitSingularUInt64Field(value: self.changesFirst, fieldNumber: 15)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._formatVersion != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._formatVersion, fieldNumber: 1)
+      }
+      if !_storage._keyID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._keyID, fieldNumber: 2)
+      }
+      if !_storage._keyCheck.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._keyCheck, fieldNumber: 3)
+      }
+      if _storage._createdUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._createdUnixMs, fieldNumber: 4)
+      }
+      if _storage._writeGeneration != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._writeGeneration, fieldNumber: 5)
+      }
+      if !_storage._summaries.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._summaries, fieldNumber: 6)
+      }
+      if _storage._auditHeadSequence != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._auditHeadSequence, fieldNumber: 7)
+      }
+      if !_storage._auditHeadLink.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._auditHeadLink, fieldNumber: 8)
+      }
+      if !_storage._auditStartLink.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._auditStartLink, fieldNumber: 9)
+      }
+      if !_storage._generations.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._generations, fieldNumber: 10)
+      }
+      if _storage._activeGeneration != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._activeGeneration, fieldNumber: 11)
+      }
+      if !_storage._rotation.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._rotation, fieldNumber: 12)
+      }
+      if _storage._auditCount != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._auditCount, fieldNumber: 13)
+      }
+      if _storage._revision != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._revision, fieldNumber: 14)
+      }
+      if _storage._changesFirst != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._changesFirst, fieldNumber: 15)
+      }
+      if !_storage._logLink.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._logLink, fieldNumber: 16)
+      }
+      if _storage._lastSyncUnixMs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._lastSyncUnixMs, fieldNumber: 17)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   static func ==(lhs: Coffer_Storage_V1_Metadata, rhs: Coffer_Storage_V1_Metadata) -> Bool {
-    if lhs.formatVersion != rhs.formatVersion {return false}
-    if lhs.keyID != rhs.keyID {return false}
-    if lhs.keyCheck != rhs.keyCheck {return false}
-    if lhs.createdUnixMs != rhs.createdUnixMs {return false}
-    if lhs.writeGeneration != rhs.writeGeneration {return false}
-    if lhs.summaries != rhs.summaries {return false}
-    if lhs.auditHeadSequence != rhs.auditHeadSequence {return false}
-    if lhs.auditHeadLink != rhs.auditHeadLink {return false}
-    if lhs.auditStartLink != rhs.auditStartLink {return false}
-    if lhs.generations != rhs.generations {return false}
-    if lhs.activeGeneration != rhs.activeGeneration {return false}
-    if lhs.rotation != rhs.rotation {return false}
-    if lhs.auditCount != rhs.auditCount {return false}
-    if lhs.revision != rhs.revision {return false}
-    if lhs.changesFirst != rhs.changesFirst {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._formatVersion != rhs_storage._formatVersion {return false}
+        if _storage._keyID != rhs_storage._keyID {return false}
+        if _storage._keyCheck != rhs_storage._keyCheck {return false}
+        if _storage._createdUnixMs != rhs_storage._createdUnixMs {return false}
+        if _storage._writeGeneration != rhs_storage._writeGeneration {return false}
+        if _storage._summaries != rhs_storage._summaries {return false}
+        if _storage._auditHeadSequence != rhs_storage._auditHeadSequence {return false}
+        if _storage._auditHeadLink != rhs_storage._auditHeadLink {return false}
+        if _storage._auditStartLink != rhs_storage._auditStartLink {return false}
+        if _storage._generations != rhs_storage._generations {return false}
+        if _storage._activeGeneration != rhs_storage._activeGeneration {return false}
+        if _storage._rotation != rhs_storage._rotation {return false}
+        if _storage._auditCount != rhs_storage._auditCount {return false}
+        if _storage._revision != rhs_storage._revision {return false}
+        if _storage._changesFirst != rhs_storage._changesFirst {return false}
+        if _storage._logLink != rhs_storage._logLink {return false}
+        if _storage._lastSyncUnixMs != rhs_storage._lastSyncUnixMs {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -983,6 +1159,86 @@ nonisolated extension Coffer_Storage_V1_ChangeRecord: SwiftProtobuf.Message, Swi
     if lhs.workflow != rhs.workflow {return false}
     if lhs.tokenID != rhs.tokenID {return false}
     if lhs.version != rhs.version {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_Storage_V1_ReplicatedBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".ReplicatedBatch"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}first_revision\0\u{3}last_revision\0\u{1}records\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.firstRevision) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.lastRevision) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.records) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.firstRevision != 0 {
+      try visitor.visitSingularUInt64Field(value: self.firstRevision, fieldNumber: 1)
+    }
+    if self.lastRevision != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastRevision, fieldNumber: 2)
+    }
+    if !self.records.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.records, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Coffer_Storage_V1_ReplicatedBatch, rhs: Coffer_Storage_V1_ReplicatedBatch) -> Bool {
+    if lhs.firstRevision != rhs.firstRevision {return false}
+    if lhs.lastRevision != rhs.lastRevision {return false}
+    if lhs.records != rhs.records {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Coffer_Storage_V1_ReplicatedRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  static let protoMessageName: String = _protobuf_package + ".ReplicatedRecord"
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}table\0\u{1}key\0\u{1}stored\0")
+
+  mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.table) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.key) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.stored) }()
+      default: break
+      }
+    }
+  }
+
+  func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.table.isEmpty {
+      try visitor.visitSingularStringField(value: self.table, fieldNumber: 1)
+    }
+    if !self.key.isEmpty {
+      try visitor.visitSingularBytesField(value: self.key, fieldNumber: 2)
+    }
+    if !self.stored.isEmpty {
+      try visitor.visitSingularBytesField(value: self.stored, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  static func ==(lhs: Coffer_Storage_V1_ReplicatedRecord, rhs: Coffer_Storage_V1_ReplicatedRecord) -> Bool {
+    if lhs.table != rhs.table {return false}
+    if lhs.key != rhs.key {return false}
+    if lhs.stored != rhs.stored {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -17,7 +17,7 @@ struct FormatMigration {
             func retag(_ db: Database, _ key: [UInt8], _ payload: [UInt8]) throws {
                 let (stored, tag) = authority.seal(table: db.name, key: key, payload: payload)
                 try txn.put(db, key, stored)
-                ledger.record(table: db.name, key: key, old: nil, new: tag, keys: keys)
+                ledger.record(table: db.name, key: key, old: nil, new: tag, stored: stored, keys: keys)
             }
             for (key, value) in try Self.entries(tables.connections.db, txn) {
                 let ref = try StoreKeys.parseConnection(key)

@@ -21,7 +21,7 @@ extension Transaction {
         let old = try existingTag(authority, db, key)
         let (stored, tag) = authority.seal(table: db.name, key: key, payload: payload)
         try put(db, key, stored)
-        ledger.record(table: db.name, key: key, old: old, new: tag, keys: authority.keys)
+        ledger.record(table: db.name, key: key, old: old, new: tag, stored: stored, keys: authority.keys)
     }
 
     /// Removes the record under `key` (which must verify); false when there was none.
@@ -30,7 +30,7 @@ extension Transaction {
         guard let authority, let ledger else { return try delete(db, key) }
         guard let old = try existingTag(authority, db, key) else { return false }
         try delete(db, key)
-        ledger.record(table: db.name, key: key, old: old, new: nil, keys: authority.keys)
+        ledger.record(table: db.name, key: key, old: old, new: nil, stored: nil, keys: authority.keys)
         return true
     }
 

@@ -11,6 +11,8 @@ final class WriteLedger {
         let key: [UInt8]
         /// The record's tag now; nil when it was removed.
         let tag: [UInt8]?
+        /// The record as stored now; nil when it was removed.
+        let stored: [UInt8]?
     }
 
     private(set) var changes: [Change] = []
@@ -32,13 +34,13 @@ final class WriteLedger {
     }
 
     /// Notes that `key` of `table` went from `old` to `new` (nil: absent).
-    func record(table: String, key: [UInt8], old: [UInt8]?, new: [UInt8]?, keys: KeyRing) {
+    func record(table: String, key: [UInt8], old: [UInt8]?, new: [UInt8]?, stored: [UInt8]?, keys: KeyRing) {
         var delta = summaries[table] ?? [UInt8](repeating: 0, count: KeyRing.summaryLength)
         if let old { xorInto(&delta, keys.summaryElement(table: table, key: key, tag: old)) }
         if let new { xorInto(&delta, keys.summaryElement(table: table, key: key, tag: new)) }
         summaries[table] = delta
         counts[table, default: 0] += (new == nil ? 0 : 1) - (old == nil ? 0 : 1)
-        changes.append(Change(table: table, key: key, tag: new))
+        changes.append(Change(table: table, key: key, tag: new, stored: stored))
         latest[LedgerKey(table: table, key: key)] = .some(new)
     }
 

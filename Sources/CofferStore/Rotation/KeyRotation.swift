@@ -38,6 +38,12 @@ extension StoreWriter {
     /// for the grace period) and starts the re-encryption from the first record. FAILED_PRECONDITION when
     /// too many generations are unretired.
     public func rotateKey() throws -> KeyGenerationInfo {
+        guard !store.isReplicated else {
+            throw CofferError(
+                .failedPrecondition,
+                "key generations cannot change in a cluster yet: every node would have to follow at once"
+            )
+        }
         let current = metadata
         guard current.activeGeneration == store.keys.active.number else {
             // A rotation earlier in this same commit: the next one sees it.
@@ -84,6 +90,12 @@ extension StoreWriter {
     /// writes, and depended on by no stored record, field or live token. FAILED_PRECONDITION saying what
     /// still uses it otherwise.
     public func retireKey(_ number: UInt32) throws -> KeyGenerationInfo {
+        guard !store.isReplicated else {
+            throw CofferError(
+                .failedPrecondition,
+                "key generations cannot change in a cluster yet: every node would have to follow at once"
+            )
+        }
         let current = metadata
         guard let record = current.generations.first(where: { $0.number == number }) else {
             throw CofferError(.notFound, "the store has no key generation \(number)")

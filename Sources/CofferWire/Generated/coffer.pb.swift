@@ -1043,6 +1043,19 @@ public nonisolated struct Coffer_V1_HealthResponse: Sendable {
   /// Why it is not serving; empty while serving.
   public var reason: String = String()
 
+  /// The newest revision of the change feed this cofferd holds.
+  public var revision: UInt64 = 0
+
+  /// In a cluster: "current" (it had everything the cluster's log held when it last looked), "catching-up",
+  /// "unreachable" (the cluster's database cannot be used; values are served until the node is too stale) or
+  /// "failed" (a batch of the log failed its check; the node stopped applying). Empty for a single cofferd.
+  public var cluster: String = String()
+
+  /// In a cluster: the newest revision the log was seen to hold, and when this node last had all of it.
+  public var clusterHead: UInt64 = 0
+
+  public var lastSyncUnixMs: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3328,7 +3341,7 @@ nonisolated extension Coffer_V1_HealthRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Coffer_V1_HealthResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".HealthResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0\u{3}key_id\0\u{1}reason\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0\u{3}key_id\0\u{1}reason\0\u{1}revision\0\u{1}cluster\0\u{3}cluster_head\0\u{3}last_sync_unix_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3339,6 +3352,10 @@ nonisolated extension Coffer_V1_HealthResponse: SwiftProtobuf.Message, SwiftProt
       case 1: try { try decoder.decodeSingularStringField(value: &self.status) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.keyID) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.revision) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.cluster) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.clusterHead) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.lastSyncUnixMs) }()
       default: break
       }
     }
@@ -3354,6 +3371,18 @@ nonisolated extension Coffer_V1_HealthResponse: SwiftProtobuf.Message, SwiftProt
     if !self.reason.isEmpty {
       try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
     }
+    if self.revision != 0 {
+      try visitor.visitSingularUInt64Field(value: self.revision, fieldNumber: 4)
+    }
+    if !self.cluster.isEmpty {
+      try visitor.visitSingularStringField(value: self.cluster, fieldNumber: 5)
+    }
+    if self.clusterHead != 0 {
+      try visitor.visitSingularUInt64Field(value: self.clusterHead, fieldNumber: 6)
+    }
+    if self.lastSyncUnixMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.lastSyncUnixMs, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3361,6 +3390,10 @@ nonisolated extension Coffer_V1_HealthResponse: SwiftProtobuf.Message, SwiftProt
     if lhs.status != rhs.status {return false}
     if lhs.keyID != rhs.keyID {return false}
     if lhs.reason != rhs.reason {return false}
+    if lhs.revision != rhs.revision {return false}
+    if lhs.cluster != rhs.cluster {return false}
+    if lhs.clusterHead != rhs.clusterHead {return false}
+    if lhs.lastSyncUnixMs != rhs.lastSyncUnixMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
