@@ -130,6 +130,12 @@ extension Cofferd {
         var maxChanges: Int = StoreLimits().maxChangeRecords
 
         @Option(
+            name: .customLong("metrics-address"),
+            help: "Serve metrics in Prometheus's text format at http://HOST:PORT/metrics (off by default)."
+        )
+        var metricsAddress: String?
+
+        @Option(
             name: .customLong("cluster"),
             help: "Join a cluster through its PostgreSQL database: postgres://USER@HOST[:PORT]/DATABASE (no password)."
         )
@@ -229,7 +235,19 @@ extension Cofferd {
                         "secret memory cannot be locked into RAM; raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK"
                     )
                 }
-                try await serve(store: store, configuration: configuration, replication: replication, logger: logger)
+                var metricsServer: MetricsServer?
+                if let metricsAddress {
+                    let (host, port) = try Self.address(metricsAddress)
+                    let metrics = CofferMetrics()
+                    configuration.metrics = metrics
+                    metricsServer = MetricsServer(metrics: metrics, host: host, port: port, logger: logger)
+                }
+                try await serve(
+                    store: store,
+                    configuration: configuration,
+                    extra: [replication as (any Service)?, metricsServer as (any Service)?].compactMap { $0 },
+                    logger: logger
+                )
             }
         }
 
@@ -237,7 +255,7 @@ extension Cofferd {
         private func serve(
             store: ConnectionStore,
             configuration: ServerConfiguration,
-            replication: ReplicationService?,
+            extra: [any Service],
             logger: Logger
         ) async throws {
             let writer = WriterReference()
@@ -261,7 +279,7 @@ extension Cofferd {
             let services: [any Service] =
                 [
                     StoreService(store: store, commits: commits, logger: logger) as any Service
-                ] + (replication.map { [$0 as any Service] } ?? []) + [
+                ] + extra + [
                     AuditWriterService(commits: commits, logger: logger),
                     TokenJanitor(commits: commits, retention: configuration.tokenRetention, logger: logger),
                     ReencryptionService(commits: commits, logger: logger),
@@ -345,6 +363,16 @@ extension Cofferd {
                 return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
             }
             return ProcessInfo.processInfo.environment["COFFER_DATABASE_PASSWORD"]
+        }
+
+        /// `HOST:PORT`, for a listener.
+        static func address(_ text: String) throws(CofferError) -> (String, Int) {
+            guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+                (1...65535).contains(port), colon > text.startIndex
+            else {
+                throw CofferError(.invalidArgument, "--metrics-address takes HOST:PORT, such as 127.0.0.1:9464")
+            }
+            return (String(text[..<colon]), port)
         }
 
         /// A group given by name or number.

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -224,10 +226,15 @@ def test_a_new_node_catches_up_before_it_serves(cluster):
             admin.grant("deploy", f"generic/c{n:04d}")
         token, _ = admin.issue_token("deploy")
     started = time.monotonic()
-    b = cluster.node("b")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    b = cluster.node("b", "--metrics-address", f"127.0.0.1:{port}")
     assert wait_for(lambda: "cluster: current" in cluster.health("b"), 10)
     ready = time.monotonic() - started
     assert ready < 5, ready
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode().splitlines()
+    assert "coffer_cluster_lag_revisions 0.0" in metrics and "coffer_revision 601.0" in metrics
     with Client(b.worker_socket) as worker:
         for n in (0, 150, 299):
             assert worker.get(f"generic/c{n:04d}", token)[1] == {"v": f"value-{n}".encode()}

@@ -181,4 +181,7 @@ final class Admission: Sendable {
     var clients: [ClientSlot] { state.withLock { Array($0.clients.values) } }
 
     var count: Int { state.withLock { $0.clients.count } }
+
+    /// Clients admitted on `socket`.
+    func count(_ socket: SocketRole) -> Int { state.withLock { $0.perSocket[socket, default: 0] } }
 }

@@ -31,6 +31,7 @@ final class Turn {
     /// Requests performed so far; the rest wait for the next turn once the answers are large.
     private var served = 0
     private var answerBytes = 0
+    private let started = ContinuousClock.now
     /// A Watch ends its turn: what follows it on the connection is not served.
     private var watching: Int?
 
@@ -130,6 +131,7 @@ final class Turn {
                 recorded.append(index)
             }
         }
+        pipeline.configuration.metrics?.auditBatchWritten(records.count)
         do throws(CofferError) {
             _ = try pipeline.journal.append(records)
         } catch {
@@ -283,6 +285,14 @@ final class Turn {
             }
             RequestPipeline.encode(response, into: &buffer)
             if planned[index].operation != .health { productive = true }
+            if let metrics = pipeline.configuration.metrics {
+                let outcome = StatusCode(response.status.code)
+                metrics.answered(
+                    planned[index].operation?.rawValue ?? "Malformed",
+                    outcome,
+                    after: ContinuousClock.now - started
+                )
+            }
         }
         var watch: WatchSpec?
         if let index = watching, case .result(.watchEvent(let started), _)? = slots[index].answer {

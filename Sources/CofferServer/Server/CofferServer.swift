@@ -51,6 +51,14 @@ public final class CofferServer: Service, Sendable {
             logger: logger,
             clock: clock
         )
+        if let metrics = configuration.metrics {
+            let (admission, hub, replication) = (self.admission, pipeline.watches, configuration.replication)
+            metrics.sample { metrics in
+                for socket in SocketRole.allCases { metrics.set(clients: admission.count(socket), socket: socket) }
+                metrics.set(revision: store.revision, watches: hub.count)
+                if let replication { metrics.set(cluster: replication.snapshot, now: Date()) }
+            }
+        }
     }
 
     public func run() async throws {

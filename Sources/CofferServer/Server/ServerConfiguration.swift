@@ -79,6 +79,8 @@ public struct ServerConfiguration: Sendable {
     /// Events a watch writes while its client takes none before it is ended (the client resumes from the last
     /// revision it saw).
     public var maxWatchBacklog: Int = 4096
+    /// Where requests, latencies, clients and the cluster's state are counted, when metrics are served.
+    public var metrics: CofferMetrics?
     /// In a cluster: how this node stands with the cluster's log; values are served only while it is current
     /// enough. Nil for a single cofferd.
     public var replication: ReplicationStatus?
