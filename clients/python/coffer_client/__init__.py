@@ -217,6 +217,14 @@ class Client:
     def grant(self, workflow: str, connection: str) -> bool:
         return self._call("grant", pb.GrantRequest(workflow=workflow, connection=connection)).created
 
+    def revoke(self, workflow: str, connection: str) -> None:
+        """Takes a workflow's grant for a connection away."""
+        self._call("revoke", pb.RevokeRequest(workflow=workflow, connection=connection))
+
+    def delete(self, connection: str, expected_version: int = 0) -> None:
+        """Deletes a connection and revokes its grants."""
+        self._call("delete", pb.DeleteRequest(connection=connection, expected_version=expected_version))
+
     def issue_token(self, workflow: str, ttl_seconds: int = 0, run_id: str = "") -> tuple[str, str]:
         """Returns (token, token_id). The token is shown once: keep it secret."""
         result = self._call("issue_token", pb.IssueTokenRequest(workflow=workflow, ttl_seconds=ttl_seconds,
