@@ -151,6 +151,13 @@ public final class ReplicationService: Service, @unchecked Sendable {
             status.update { $0.applied = store.revision }
         }
         let head = try log.head()
+        if head > store.revision, try store.catchUp(from: log, limit: 512) == 0 {
+            // The head says there is more, and the log holds none of it.
+            throw CofferError(
+                .dataLoss,
+                "the cluster's log says it reaches revision \(head) but holds nothing after this node's \(store.revision): its rows were removed"
+            )
+        }
         let applied = store.revision
         if applied > head {
             throw CofferError(

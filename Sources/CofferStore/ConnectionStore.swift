@@ -251,10 +251,15 @@ public final class ConnectionStore: Sendable {
             } catch let error as LMDBError where error.kind == .mapFull {
                 authority.committing(nil)
                 guard grow(usingReserve: usingReserve) else { throw failure(error) }
-            } catch is ReplicationBehind {
+            } catch let behind as ReplicationBehind {
                 // Another node wrote first: take what it wrote, then run this transaction again on top of it.
                 authority.committing(nil)
-                if let log { _ = try catchUpLocked(from: log, limit: 512) }
+                if let log, try catchUpLocked(from: log, limit: 512) == 0 {
+                    throw CofferError(
+                        .dataLoss,
+                        "the cluster's log says it reaches revision \(behind.head) but holds nothing after this node's \(currentMetadata.revision): its rows were removed"
+                    )
+                }
             } catch {
                 authority.committing(nil)
                 throw failure(error)

@@ -255,3 +255,14 @@ def test_an_acknowledged_write_survives_kill_9_of_the_node_that_wrote_it(cluster
     a.start()
     assert wait_for(lambda: "cluster: current" in cluster.health("a"))
     assert _get(a, "generic/k4", token) == (0, "acknowledged")
+
+
+def test_a_head_past_the_last_batch_is_reported_by_the_node_that_meets_it(cluster):
+    a = cluster.node("a")
+    for n in range(2):
+        assert a.swift("put", f"generic/h{n}", stdin=b'{"v": "x"}').returncode == 0
+    last = cluster.postgres.sql("SELECT max(first_revision) FROM coffer_log")
+    cluster.postgres.sql(f"DELETE FROM coffer_log WHERE first_revision = {last}")
+    b = cluster.node("b")
+    assert wait_for(lambda: "cluster: failed" in cluster.health("b"))
+    assert "its rows were removed" in b.output
