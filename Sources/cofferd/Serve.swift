@@ -353,16 +353,34 @@ extension Cofferd {
         /// The cluster database's password: from --database-password-file, else COFFER_DATABASE_PASSWORD; never
         /// from argv.
         private func databasePassword() throws(CofferError) -> String? {
-            if let databasePasswordFile {
-                guard let data = FileManager.default.contents(atPath: databasePasswordFile) else {
-                    throw CofferError(
-                        .failedPrecondition,
-                        "cannot read the database password file \(databasePasswordFile)"
-                    )
-                }
-                return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+            guard let path = databasePasswordFile else {
+                return ProcessInfo.processInfo.environment["COFFER_DATABASE_PASSWORD"]
             }
-            return ProcessInfo.processInfo.environment["COFFER_DATABASE_PASSWORD"]
+            let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else {
+                throw CofferError(.failedPrecondition, "cannot read the database password file \(path)")
+            }
+            defer { close(fd) }
+            // As with the master key, checked on the open descriptor: a file its group or others can reach is
+            // refused.
+            var info = stat()
+            guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+                throw CofferError(.failedPrecondition, "the database password file \(path) is not a regular file")
+            }
+            guard info.st_mode & 0o077 == 0 else {
+                throw CofferError(
+                    .failedPrecondition,
+                    "the database password file \(path) is open to its group or others; fix it with: chmod 600 \(path)"
+                )
+            }
+            var bytes: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while bytes.count <= 65536 {
+                let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if count <= 0 { break }
+                bytes += chunk[0..<count]
+            }
+            return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .newlines)
         }
 
         /// `HOST:PORT`, for a listener.

@@ -266,3 +266,27 @@ def test_a_head_past_the_last_batch_is_reported_by_the_node_that_meets_it(cluste
     b = cluster.node("b")
     assert wait_for(lambda: "cluster: failed" in cluster.health("b"))
     assert "its rows were removed" in b.output
+
+
+def test_the_database_password_comes_from_a_private_file_never_argv(cluster):
+    import os
+    password = cluster.directory / "database-password"
+    password.write_text(cluster.postgres.password + "\n")
+    os.chmod(password, 0o644)
+    argv = [str(BUILD / "cofferd"), "serve", "--init-if-missing", "--data-dir", str(cluster.directory / "p-data"),
+            "--key-file", str(cluster.key), "--admin-socket", str(cluster.directory / "p-admin.sock"),
+            "--worker-socket", str(cluster.directory / "p-worker.sock"), "--cluster", cluster.postgres.url,
+            "--database-password-file", str(password)]
+    env = {k: v for k, v in os.environ.items() if k != "COFFER_DATABASE_PASSWORD"}
+    refused = subprocess.run(argv, capture_output=True, env=env, timeout=30)
+    assert refused.returncode == 7 and b"chmod 600" in refused.stderr
+    os.chmod(password, 0o600)
+    node = Daemon(cluster.directory, ["--key-file", str(cluster.key), "--cluster", cluster.postgres.url,
+                                      "--database-password-file", str(password)], name="p-")
+    cluster.nodes["p"] = node
+    assert wait_for(lambda: "cluster: current" in cluster.health("p"))
+    assert cluster.postgres.password not in " ".join(node.argv)
+    elsewhere = [str(cluster.directory / "q-data") if part.endswith("p-data") else part for part in argv[:-2]]
+    wrong = subprocess.run([*elsewhere, "--cluster", cluster.postgres.url.replace("coffer@", "coffer:pw@")],
+                           capture_output=True, env=env, timeout=30)
+    assert wrong.returncode == 2 and b"must not hold the password" in wrong.stderr

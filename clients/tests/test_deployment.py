@@ -275,3 +275,28 @@ def test_the_systemd_unit_runs_cofferd_as_its_own_user_with_a_socket_directory_o
     assert "--worker-socket-group coffer-workers" in unit and "--admin-socket-mode 0600" in unit
     sysusers = (ROOT / "deploy" / "systemd" / "coffer.sysusers.conf").read_text()
     assert "u coffer " in sysusers and "g coffer-workers " in sysusers
+
+
+def test_the_cluster_manifest_keeps_its_promises():
+    """deploy/kubernetes/cluster.yaml: every runner pod's cofferd joins through a password file, never argv or the
+    runner's environment; the key and the password are 0400 secrets installed for cofferd alone; each pod's store
+    starts empty; the runner reaches only the worker socket."""
+    documents = list(yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "cluster.yaml").read_text()))
+    kinds = {d["kind"]: d for d in documents}
+    assert kinds["Service"]["metadata"]["name"] == "coffer-postgres"
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    assert kinds["Deployment"]["spec"]["replicas"] > 1
+    cofferd = next(c for c in pod["initContainers"] if c["name"] == "cofferd")
+    args = cofferd["args"]
+    cluster = next(a for a in args if a.startswith("--cluster="))
+    assert "@coffer-postgres:" in cluster and ":" not in cluster.split("//")[1].split("@")[0]  # no password
+    assert "--database-password-file=/etc/coffer/database-password" in args
+    assert not any("PASSWORD" in e["name"] for c in pod["containers"] + pod["initContainers"] for e in c.get("env", []))
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for secret in ("coffer-master-key", "coffer-database-password"):
+        assert volumes[secret]["secret"]["defaultMode"] == 0o400
+    assert volumes["coffer-data"] == {"name": "coffer-data", "emptyDir": {}}
+    assert volumes["coffer-secrets"]["emptyDir"]["medium"] == "Memory"
+    runner = pod["containers"][0]
+    assert [m["name"] for m in runner["volumeMounts"]] == ["coffer-worker"]
+    assert cofferd["securityContext"]["runAsUser"] == 10002 and runner["securityContext"]["runAsUser"] == 10001
