@@ -33,19 +33,7 @@ import Testing
     /// A copy of the fixture in a fresh data directory (git keeps no file modes: the key is made 0600 here).
     static func copy() throws -> (TemporaryDirectory, DataDirectory, Expected) {
         let dir = TemporaryDirectory()
-        let data = dir.child("data")
-        try FileManager.default.createDirectory(
-            atPath: data,
-            withIntermediateDirectories: false,
-            attributes: [.posixPermissions: 0o700]
-        )
-        for name in ["data.mdb", "master.key"] {
-            try FileManager.default.copyItem(
-                atPath: fixture.appendingPathComponent(name).path,
-                toPath: data + "/" + name
-            )
-            chmod(data + "/" + name, 0o600)
-        }
+        let data = try dir.copyStoreFixture(fixture)
         let expected = try JSONDecoder().decode(
             Expected.self,
             from: Data(contentsOf: fixture.appendingPathComponent("expected.json"))

@@ -44,3 +44,24 @@ extension Collection where Element == UInt8 {
         return false
     }
 }
+
+extension TemporaryDirectory {
+    /// A data directory `data` (0700) inside this one holding a copy of a store fixture's `data.mdb` and
+    /// `master.key` (git keeps no file modes: both are made 0600 here); returns its path.
+    public func copyStoreFixture(_ fixture: URL) throws -> String {
+        let data = child("data")
+        try FileManager.default.createDirectory(
+            atPath: data,
+            withIntermediateDirectories: false,
+            attributes: [.posixPermissions: 0o700]
+        )
+        for name in ["data.mdb", "master.key"] {
+            try FileManager.default.copyItem(
+                atPath: fixture.appendingPathComponent(name).path,
+                toPath: data + "/" + name
+            )
+            chmod(data + "/" + name, 0o600)
+        }
+        return data
+    }
+}

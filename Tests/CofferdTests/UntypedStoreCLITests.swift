@@ -10,19 +10,7 @@ import Testing
         let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../CofferStoreTests/Fixtures/format-2-untyped").standardized
         let dir = TemporaryDirectory(prefix: "untyped")
-        let data = dir.child("data")
-        try FileManager.default.createDirectory(
-            atPath: data,
-            withIntermediateDirectories: false,
-            attributes: [.posixPermissions: 0o700]
-        )
-        for name in ["data.mdb", "master.key"] {
-            try FileManager.default.copyItem(
-                atPath: fixture.appendingPathComponent(name).path,
-                toPath: data + "/" + name
-            )
-            chmod(data + "/" + name, 0o600)
-        }
+        let data = try dir.copyStoreFixture(fixture)
         let daemon = try CofferdProcess(dir: dir, dataDirectory: data)
         let issued = try daemon.coffer(["token", "issue", "deploy", "--json"])
         let token = try #require(
