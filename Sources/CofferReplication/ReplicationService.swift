@@ -50,24 +50,33 @@ public final class ReplicationService: Service, @unchecked Sendable {
         }
     }
 
-    /// Refuses a store that cannot join: one with changes the log lacks, or one made before the change feed
-    /// that holds connections. Call before serving.
-    public static func checkJoin(_ store: ConnectionStore, log: PostgresLog) throws(CofferError) {
-        let head: UInt64
-        do { head = try log.head() } catch { throw store.failure(error) }
+    /// Refuses a store that cannot join: one made before the change feed that holds connections, or one with
+    /// changes the log does not hold. When the database cannot be reached the second check waits for the
+    /// service's first contact (a node restarting during an outage serves what it has); the returned warning
+    /// says so.
+    public static func checkJoin(_ store: ConnectionStore, log: PostgresLog) throws(CofferError) -> String? {
         let revision = store.revision
-        if revision > head {
-            throw CofferError(
-                .failedPrecondition,
-                "this store is at revision \(revision) and the cluster's log at \(head): it holds changes the cluster does not (or the log was rolled back); a node joins with an empty store or one of this cluster"
-            )
-        }
         if revision == 0, try store.status().connections > 0 {
             throw CofferError(
                 .failedPrecondition,
                 "this store holds connections from before the change feed; a node joins a cluster with an empty store"
             )
         }
+        let head: UInt64
+        do {
+            head = try log.head()
+        } catch {
+            let failure = store.failure(error)
+            guard failure.code == .unavailable else { throw failure }
+            return failure.message
+        }
+        if revision > head {
+            throw CofferError(
+                .failedPrecondition,
+                "this store is at revision \(revision) and the cluster's log at \(head): it holds changes the cluster does not (or the log was rolled back); a node joins with an empty store or one of this cluster"
+            )
+        }
+        return nil
     }
 
     public func run() async throws {

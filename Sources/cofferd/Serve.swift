@@ -223,7 +223,12 @@ extension Cofferd {
                 if let cluster {
                     let database = try DatabaseConfiguration(url: cluster, password: try databasePassword())
                     let log = PostgresLog(database, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
-                    try ReplicationService.checkJoin(store, log: log)
+                    if let warning = try ReplicationService.checkJoin(store, log: log) {
+                        logger.warning(
+                            "starting without the cluster's database; values are served only while this node is recent enough",
+                            metadata: ["error": "\(warning)"]
+                        )
+                    }
                     let status = ReplicationStatus(staleAfter: .seconds(staleAfter))
                     store.replicate(through: log)
                     configuration.replication = status

@@ -164,6 +164,12 @@ def test_a_database_outage_keeps_gets_refuses_writes_and_every_node_catches_up(c
     refused = b.swift("overwrite", "generic/app", stdin=b'{"v": "during"}')
     assert refused.returncode == 9 and b"cannot be used" in refused.stderr
     assert "cluster: unreachable" in cluster.health("c")
+    # A node restarted during the outage starts and serves what it has.
+    c.process.send_signal(signal.SIGKILL)
+    c.process.wait()
+    c.start()
+    assert _get(c, "generic/app", token) == (0, value)
+    assert wait_for(lambda: "cluster: unreachable" in cluster.health("c"))
 
     cluster.postgres.start()
     after = canary("after")
