@@ -26,19 +26,9 @@ import Testing
         var audit_records: Int
     }
 
-    static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-        "Fixtures/format-1"
-    )
-
-    /// A copy of the fixture in a fresh data directory (git keeps no file modes: the key is made 0600 here).
+    /// A copy of the fixture in a fresh data directory, and what it holds.
     static func copy() throws -> (TemporaryDirectory, DataDirectory, Expected) {
-        let dir = TemporaryDirectory()
-        let data = try dir.copyStoreFixture(fixture)
-        let expected = try JSONDecoder().decode(
-            Expected.self,
-            from: Data(contentsOf: fixture.appendingPathComponent("expected.json"))
-        )
-        return (dir, DataDirectory(data), expected)
+        try copyFixture("format-1", expecting: Expected.self)
     }
 
     @Test func anEarlierReleasesStoreServesWhatItHeld() throws {

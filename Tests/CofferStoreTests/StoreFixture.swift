@@ -94,3 +94,19 @@ func cofferError(_ body: () throws -> Void) -> CofferError? {
         return error as? CofferError
     }
 }
+
+/// A copy of the store fixture `Fixtures/NAME` (written by an earlier build) in a fresh data directory, and what
+/// its `expected.json` says it holds.
+func copyFixture<Expected: Decodable>(
+    _ name: String,
+    expecting: Expected.Type
+) throws -> (TemporaryDirectory, DataDirectory, Expected) {
+    let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/\(name)")
+    let dir = TemporaryDirectory()
+    let data = try dir.copyStoreFixture(fixture)
+    let expected = try JSONDecoder().decode(
+        Expected.self,
+        from: Data(contentsOf: fixture.appendingPathComponent("expected.json"))
+    )
+    return (dir, DataDirectory(data), expected)
+}

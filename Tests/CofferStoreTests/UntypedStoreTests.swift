@@ -22,19 +22,9 @@ import Testing
         var connections: [String: Connection]
     }
 
-    static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-        "Fixtures/format-2-untyped"
-    )
-
-    /// A copy of the fixture in a fresh data directory, its key made 0600.
+    /// A copy of the fixture in a fresh data directory, and what it holds.
     static func copy() throws -> (TemporaryDirectory, DataDirectory, Expected) {
-        let dir = TemporaryDirectory()
-        let data = try dir.copyStoreFixture(fixture)
-        let expected = try JSONDecoder().decode(
-            Expected.self,
-            from: Data(contentsOf: fixture.appendingPathComponent("expected.json"))
-        )
-        return (dir, DataDirectory(data), expected)
+        try copyFixture("format-2-untyped", expecting: Expected.self)
     }
 
     @Test func everyConnectionIsServedAsItWasUntyped() throws {
