@@ -29,11 +29,38 @@ func sealedFields(
 }
 
 /// Public fields as a write sent them, checked for names and count.
-func publicFields(_ fields: [Coffer_V1_PublicField], limits: StoreLimits) throws(CofferError) -> [FieldName: String] {
+func checkedPublicFields(
+    _ fields: [Coffer_V1_PublicField],
+    limits: StoreLimits
+) throws(CofferError) -> [FieldName: String] {
     guard fields.count <= limits.maxFields else {
         throw CofferError(.invalidArgument, "a connection may have at most \(limits.maxFields) fields")
     }
     return try fields.fields()
+}
+
+/// A whole connection as a Put or an Overwrite carries it, its names and sizes checked; `open` unseals it.
+struct SealedDraft: Sendable {
+    let variant: String
+    let publicFields: [FieldName: String]
+    let secretFields: SealedFields
+
+    init(
+        variant: String,
+        publicFields: [Coffer_V1_PublicField],
+        secretFields: [Coffer_V1_SealedField],
+        keyID: String,
+        limits: StoreLimits
+    ) throws(CofferError) {
+        self.variant = variant
+        self.secretFields = try sealedFields(secretFields, keyID: keyID, limits: limits)
+        self.publicFields = try checkedPublicFields(publicFields, limits: limits)
+    }
+
+    /// The draft with its values opened: the costly part, run before the commit, off the writer's thread.
+    func open(with store: ConnectionStore) throws(CofferError) -> ConnectionDraft {
+        ConnectionDraft(variant: variant, publicFields: publicFields, secretFields: try store.open(secretFields).fields)
+    }
 }
 
 extension StoreLimits {
@@ -58,14 +85,18 @@ struct PutHandler: OperationHandler {
         guard case .put(let put) = request else { throw mismatch() }
         let ref = try context.connection(put.connection)
         let limits = store.configuration.limits
-        let fields = try sealedFields(put.fields, keyID: put.keyID, limits: limits)
-        let clear = try publicFields(put.publicFields, limits: limits)
+        let sealed = try SealedDraft(
+            variant: put.variant,
+            publicFields: put.publicFields,
+            secretFields: put.fields,
+            keyID: put.keyID,
+            limits: limits
+        )
         let store = self.store
         let types = self.types
         return .write(
             .init(prepare: { () throws(CofferError) in
-                let opened = try store.open(fields)
-                let draft = ConnectionDraft(variant: put.variant, publicFields: clear, secretFields: opened.fields)
+                let draft = try sealed.open(with: store)
                 let checked = try types.check(ref, draft, existing: nil, limits: limits.connection)
                 return { writer, _ in
                     var result = Coffer_V1_PutResponse()
@@ -90,19 +121,19 @@ struct OverwriteHandler: OperationHandler {
         guard case .overwrite(let overwrite) = request else { throw mismatch() }
         let ref = try context.connection(overwrite.connection)
         let limits = store.configuration.limits
-        let fields = try sealedFields(overwrite.fields, keyID: overwrite.keyID, limits: limits)
-        let clear = try publicFields(overwrite.publicFields, limits: limits)
+        let sealed = try SealedDraft(
+            variant: overwrite.variant,
+            publicFields: overwrite.publicFields,
+            secretFields: overwrite.fields,
+            keyID: overwrite.keyID,
+            limits: limits
+        )
         let expected = overwrite.expectedVersion == 0 ? nil : overwrite.expectedVersion
         let store = self.store
         let types = self.types
         return .write(
             .init(prepare: { () throws(CofferError) in
-                let opened = try store.open(fields)
-                let draft = ConnectionDraft(
-                    variant: overwrite.variant,
-                    publicFields: clear,
-                    secretFields: opened.fields
-                )
+                let draft = try sealed.open(with: store)
                 return { writer, _ in
                     let existing = try writer.shape(of: ref)
                     let checked = try types.check(ref, draft, existing: existing, limits: limits.connection)
@@ -136,7 +167,7 @@ struct UpdateHandler: OperationHandler {
         let ref = try context.connection(update.connection)
         let limits = store.configuration.limits
         let sealed = try sealedFields(update.setSecret, keyID: update.keyID, limits: limits)
-        let setPublic = try publicFields(update.setPublic, limits: limits)
+        let setPublic = try checkedPublicFields(update.setPublic, limits: limits)
         guard update.remove.count <= limits.maxFields else {
             throw CofferError(.invalidArgument, "an update may remove at most \(limits.maxFields) fields")
         }
