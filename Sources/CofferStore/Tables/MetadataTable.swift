@@ -23,13 +23,14 @@ struct MetadataTable {
         if stored.count > KeyRing.tagLength {
             let payload = stored.dropLast(KeyRing.tagLength)
             if ConstantTime.equals(Array(stored.suffix(KeyRing.tagLength)), keys.metadataTag(payload)) {
-                let record = try Coffer_Storage_V1_Metadata(serializedBytes: Array(payload))
+                var record = try Coffer_Storage_V1_Metadata(serializedBytes: Array(payload))
                 guard record.formatVersion == Self.format else {
                     throw CofferError(
                         .failedPrecondition,
                         "the store has format version \(record.formatVersion); this cofferd reads versions 1 and 2"
                     )
                 }
+                record.addTablesMadeSince()
                 return .format2(record)
             }
         }
@@ -93,15 +94,22 @@ extension Coffer_Storage_V1_Metadata {
         }
     }
 
-    /// Applies what a write transaction changed to the tables' counts and summaries, and counts the write.
-    mutating func apply(_ ledger: WriteLedger) {
-        // A table added after the store was made (the change feed) gets its summary with its first record.
-        for table in ledger.summaries.keys.sorted() where !summaries.contains(where: { $0.table == table }) {
+    /// Tables a store of format 2 may have been made without: each starts empty when it is first read.
+    static let tablesAddedLater: [AuthenticatedTable] = [.changes]
+
+    /// Gives a store made before a table existed (the change feed) that table's summary, empty: its records
+    /// are then counted and checked from the first one, like any other table's.
+    mutating func addTablesMadeSince() {
+        for table in Self.tablesAddedLater where !summaries.contains(where: { $0.table == table.rawValue }) {
             var summary = Coffer_Storage_V1_TableSummary()
-            summary.table = table
+            summary.table = table.rawValue
             summary.summary = Data(repeating: 0, count: KeyRing.summaryLength)
             summaries.append(summary)
         }
+    }
+
+    /// Applies what a write transaction changed to the tables' counts and summaries, and counts the write.
+    mutating func apply(_ ledger: WriteLedger) {
         for index in summaries.indices {
             let table = summaries[index].table
             if let delta = ledger.summaries[table] {
