@@ -212,10 +212,13 @@ final class WatchSession: @unchecked Sendable {
             let granted: Bool = try store.read { reader in
                 _ = try reader.verifyToken(spec.token)
                 guard try reader.isGranted(token.workflow, ref) else { return false }
-                let current = try reader.info(ref).version
-                event.version = version ?? current
-                guard spec.withValues, current == event.version else { return true }
+                guard spec.withValues else {
+                    event.version = try version ?? reader.info(ref).version
+                    return true
+                }
                 var values = try reader.values(of: ref, for: token.workflow)
+                event.version = version ?? values.version
+                guard values.version == event.version else { return true }
                 values.environment = pipeline.configuration.types.environment(of: values)
                 event.fields = Coffer_V1_GetResponse(values).fields
                 var audit = AuditEvent(
