@@ -160,8 +160,9 @@ public final class ReplicationService: Service, @unchecked Sendable {
             status.update { $0.applied = store.revision }
         }
         let head = try log.head()
-        if head > store.revision, try store.catchUp(from: log, limit: 512) == 0 {
-            // The head says there is more, and the log holds none of it.
+        // The head says there is more, and the log holds none of it (once this node's own write in flight, which
+        // catching up waits for, has committed).
+        if head > store.revision, try store.catchUp(from: log, limit: 512) == 0, head > store.revision {
             throw CofferError(
                 .dataLoss,
                 "the cluster's log says it reaches revision \(head) but holds nothing after this node's \(store.revision): its rows were removed"
