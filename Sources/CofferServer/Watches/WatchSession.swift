@@ -165,6 +165,9 @@ final class WatchSession: @unchecked Sendable {
         spec.connections.isEmpty || spec.connections.contains(ref)
     }
 
+    /// Which connections the workflow may get follows from the feed itself, change by change (a grant adds one,
+    /// a revocation, a delete or a new put takes it away), so that each event is judged as of its revision, not
+    /// by a state read later. Only values are read now, and only while the workflow may still get them.
     private func handle(_ change: ChangeEvent) {
         defer { seen = max(seen, change.revision) }
         guard let token else { return }
@@ -175,50 +178,61 @@ final class WatchSession: @unchecked Sendable {
             return
         case .grantAdded:
             guard change.workflow == token.workflow, let ref = change.connection, follows(ref) else { return }
+            known.insert(ref)
             changed(ref, version: nil, revision: change.revision)
         case .grantRevoked:
             guard change.workflow == token.workflow, let ref = change.connection, known.remove(ref) != nil else {
                 return
             }
-            var event = Coffer_V1_WatchEvent()
-            event.kind = .inaccessible
-            event.revision = change.revision
-            event.connection = ref.description
-            deliver(event)
-        case .connectionCreated, .connectionChanged:
-            guard let ref = change.connection, follows(ref) else { return }
+            notify(.inaccessible, ref, revision: change.revision)
+        case .connectionCreated:
+            // A new connection starts without grants.
+            if let ref = change.connection { known.remove(ref) }
+        case .connectionChanged:
+            guard let ref = change.connection, known.contains(ref) else { return }
             changed(ref, version: change.version, revision: change.revision)
         case .connectionDeleted:
             guard let ref = change.connection, known.remove(ref) != nil else { return }
-            var event = Coffer_V1_WatchEvent()
-            event.kind = .deleted
-            event.revision = change.revision
-            event.connection = ref.description
-            event.version = change.version
-            deliver(event)
+            notify(.deleted, ref, revision: change.revision, version: change.version)
         }
     }
 
-    /// A CHANGED event for `ref` if the workflow may get it now, with its values when asked for and still at
-    /// `version` (nil: whatever version it is at, for a grant).
+    private func notify(
+        _ kind: Coffer_V1_WatchEvent.Kind,
+        _ ref: ConnectionRef,
+        revision: UInt64,
+        version: UInt64 = 0
+    ) {
+        var event = Coffer_V1_WatchEvent()
+        event.kind = kind
+        event.revision = revision
+        event.connection = ref.description
+        event.version = version
+        deliver(event)
+    }
+
+    /// A CHANGED event for `ref`, at `version` (nil, for a grant: the version it is at now). Its values come with
+    /// it when asked for, when the workflow may still get them and when they are still at that version (a later
+    /// event brings newer ones); a token no longer valid ends the watch.
     private func changed(_ ref: ConnectionRef, version: UInt64?, revision: UInt64) {
         guard let token else { return }
         var event = Coffer_V1_WatchEvent()
         event.kind = .changed
         event.revision = revision
         event.connection = ref.description
+        event.version = version ?? 0
         var record: AuditEvent?
         do {
-            let granted: Bool = try store.read { reader in
+            try store.read { reader in
                 _ = try reader.verifyToken(spec.token)
-                guard try reader.isGranted(token.workflow, ref) else { return false }
+                guard try reader.isGranted(token.workflow, ref) else { return }
                 guard spec.withValues else {
-                    event.version = try version ?? reader.info(ref).version
-                    return true
+                    if version == nil { event.version = try reader.info(ref).version }
+                    return
                 }
                 var values = try reader.values(of: ref, for: token.workflow)
                 event.version = version ?? values.version
-                guard values.version == event.version else { return true }
+                guard values.version == event.version else { return }
                 values.environment = pipeline.configuration.types.environment(of: values)
                 event.fields = Coffer_V1_GetResponse(values).fields
                 var audit = AuditEvent(
@@ -232,9 +246,7 @@ final class WatchSession: @unchecked Sendable {
                 audit.connection = ref
                 audit.outcome = .ok
                 record = audit
-                return true
             }
-            guard granted else { return }
         } catch {
             return end(Self.reason(error))
         }
@@ -246,7 +258,6 @@ final class WatchSession: @unchecked Sendable {
                 return end("the audit record of a delivery could not be written; no value was sent")
             }
         }
-        known.insert(ref)
         deliver(event)
     }
 
