@@ -45,7 +45,6 @@ public final class ReplicationService: Service, @unchecked Sendable {
                 snapshot.ready = true
                 snapshot.lastSync = last
                 snapshot.applied = store.revision
-                snapshot.head = store.revision
             }
         }
     }
@@ -180,6 +179,7 @@ public final class ReplicationService: Service, @unchecked Sendable {
             snapshot.head = head
             snapshot.applied = applied
             snapshot.unreachable = nil
+            snapshot.confirmed = true
             if applied == head {
                 snapshot.lastSync = now
                 snapshot.ready = true

@@ -19,7 +19,7 @@ struct HealthHandler: OperationHandler {
                 snapshot.failure != nil
                 ? .failed
                 : snapshot.unreachable != nil
-                    ? .unreachable : snapshot.ready && snapshot.lag == 0 ? .current : .catchingUp
+                    ? .unreachable : snapshot.ready && snapshot.confirmed && snapshot.lag == 0 ? .current : .catchingUp
             cluster = ClusterHealth(state: state, head: snapshot.head, lastSync: snapshot.lastSync)
             if reason == nil {
                 do throws(CofferError) { try replication.checkServingValues(now: clock()) } catch {

@@ -12,8 +12,10 @@ public final class ReplicationStatus: Sendable {
         public var applied: UInt64 = 0
         /// When this node last saw the database and had everything it held.
         public var lastSync: Date?
-        /// Caught up at least once since it started.
+        /// May serve values: caught up at least once, since it started or before a restart.
         public var ready = false
+        /// Has compared itself with the database since it started: only then is `head` the log's.
+        public var confirmed = false
         /// Why it stopped applying (a batch that failed its check), or why it cannot reach the database.
         public var failure: String?
         public var unreachable: String?
