@@ -26,7 +26,10 @@ public final class ConnectionStore: Sendable {
     let authority: RecordAuthority
     private let failed = Mutex<CofferError?>(nil)
     /// Told, on the writer's thread, of the changes each write transaction committed, in revision order.
-    private let changeListener = Mutex<(@Sendable ([ChangeEvent]) -> Void)?>(nil)
+    // Not in a Mutex: a closure kept in a Mutex and read back is wrapped in one more reabstraction thunk each
+    // time, so every commit's call went through as many thunks as there had been commits.
+    private let listenerLock = NSLock()
+    nonisolated(unsafe) private var changeListener: (@Sendable ([ChangeEvent]) -> Void)?
     /// The metadata record as the last commit left it; cofferd is its only writer.
     let metadata: Mutex<Coffer_Storage_V1_Metadata>
     /// Write transactions and the map of what they wrote change together.
@@ -280,7 +283,7 @@ public final class ConnectionStore: Sendable {
             authority.keys = updated.keyRing(from: authority.keys)
         }
         authority.apply(ledger.changes, transaction: transaction)
-        if !ledger.events.isEmpty, let listener = changeListener.withLock({ $0 }) { listener(ledger.events) }
+        if !ledger.events.isEmpty, let listener = listenerLock.withLock({ changeListener }) { listener(ledger.events) }
     }
 
     /// Makes this store a node of a cluster: from now on every write transaction that records changes is
@@ -304,7 +307,7 @@ public final class ConnectionStore: Sendable {
     /// Calls `listener` after every commit that recorded changes, with them, on the writer's thread: keep it
     /// short (hand them to where they are wanted).
     public func onChanges(_ listener: @escaping @Sendable ([ChangeEvent]) -> Void) {
-        changeListener.withLock { $0 = listener }
+        listenerLock.withLock { changeListener = listener }
     }
 
     /// The revision of the newest committed change.
