@@ -170,7 +170,7 @@ let package = Package(
         // Helpers for tests: temporary directories, canaries, running the built binaries.
         .target(
             name: "CofferTestSupport",
-            dependencies: ["CofferCore", "CofferCrypto", "CofferWire"],
+            dependencies: ["CofferCore", "CofferCrypto", "CofferStore", "CofferWire"],
             path: "Tests/CofferTestSupport"
         ),
 
@@ -201,6 +201,13 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "CofferReplicationTests",
+            dependencies: [
+                "CofferReplication", "CofferStore", "CofferCrypto", "CofferCore", "CofferTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

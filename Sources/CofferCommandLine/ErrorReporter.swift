@@ -44,9 +44,13 @@ public struct ErrorReporter: Sendable {
     public static var exitStatusHelp: String { "Exit status: \(ExitStatus.summary)." }
 }
 
-/// A duration written as seconds or with a unit: `90`, `90s`, `15m`, `1h`, `7d`; nil when malformed or not
-/// positive.
+/// A duration written as seconds or with a unit: `90`, `90s`, `15m`, `1h`, `7d`, `500ms`; nil when malformed or
+/// not positive.
 public func parseDuration(_ text: String) -> Duration? {
+    if text.hasSuffix("ms") {
+        guard let n = Int64(text.dropLast(2)), n > 0 else { return nil }
+        return .milliseconds(n)
+    }
     let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
     var number = Substring(text)
     var unit: Int64 = 1

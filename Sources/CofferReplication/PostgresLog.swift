@@ -3,64 +3,26 @@ import CofferStore
 import Foundation
 import Logging
 import NIOCore
-import NIOPosix
 import PostgresNIO
-
-/// Where a cluster's database is: never its password in argv (a file or the environment gives that).
-public struct DatabaseConfiguration: Sendable {
-    public var host: String
-    public var port: Int
-    public var user: String
-    public var database: String
-    public var password: String?
-    /// How long a connection attempt may take before the database counts as unreachable.
-    public var connectTimeout: Duration = .seconds(2)
-
-    public init(host: String, port: Int, user: String, database: String, password: String?) {
-        self.host = host
-        self.port = port
-        self.user = user
-        self.database = database
-        self.password = password
-    }
-
-    /// `postgres://USER@HOST[:PORT]/DATABASE`; a password in it is refused (it would be in argv).
-    public init(url: String, password: String?) throws(CofferError) {
-        guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme),
-            let host = components.host, !host.isEmpty, let user = components.user, !user.isEmpty
-        else {
-            throw CofferError(.invalidArgument, "--cluster takes postgres://USER@HOST[:PORT]/DATABASE")
-        }
-        guard components.password == nil else {
-            throw CofferError(
-                .invalidArgument,
-                "--cluster must not hold the password: give it in --database-password-file or COFFER_DATABASE_PASSWORD"
-            )
-        }
-        let database = String(components.path.drop { $0 == "/" })
-        self.init(
-            host: host,
-            port: components.port ?? 5432,
-            user: user,
-            database: database.isEmpty ? user : database,
-            password: password
-        )
-    }
-
-    public var description: String { "postgres://\(user)@\(host):\(port)/\(database)" }
-}
+import Synchronization
 
 /// The replication log in PostgreSQL. `coffer_log` holds the batches under their first revision; the one row
-/// of `coffer_head` holds the newest revision and is locked by each append, which is how two nodes writing
-/// at once are put in order: the second finds the head moved and catches up first. A NOTIFY on `coffer_log`
-/// tells the other nodes. Nothing here is trusted for integrity: the nodes check every batch's link.
-public final class PostgresLog: ReplicationLog, @unchecked Sendable {
+/// of `coffer_head` holds the newest revision. An append is one call of `coffer_append_v1`, which locks the head,
+/// checks that the log ends where the appending node does (revision and link), inserts the batch, moves the
+/// head and notifies `coffer_log`, in one transaction and one round trip: two nodes writing at once are put in
+/// order, and the second finds the head moved and catches up first. A read takes the head and the entries after
+/// a revision in one statement, so one snapshot. Nothing here is trusted for integrity: the nodes check every
+/// batch's link.
+///
+/// Each use of the database abandons its query and closes its connection when its task is cancelled (the
+/// caller's deadline), so a database that stops answering never holds a caller; the next use connects again.
+public final class PostgresLog: ReplicationLog, Sendable {
     public let configuration: DatabaseConfiguration
     private let group: any EventLoopGroup
     private let logger: Logger
-    // Guards `connection`; one query at a time on it.
-    private let lock = NSLock()
-    private var connection: PostgresConnection?
+    /// One connection for appends (the writer), one for reads (the follower and a writer catching up).
+    private let writes: DatabaseConnection
+    private let reads: DatabaseConnection
 
     public static let channel = "coffer_log"
 
@@ -68,120 +30,232 @@ public final class PostgresLog: ReplicationLog, @unchecked Sendable {
         self.configuration = configuration
         self.group = group
         self.logger = logger
+        writes = DatabaseConnection(configuration, group: group, logger: logger, id: 1)
+        reads = DatabaseConnection(configuration, group: group, logger: logger, id: 2)
     }
 
-    public func append(_ entry: ReplicationEntry) throws {
-        try withConnection { connection in
-            _ = try connection.query("BEGIN", logger: logger).wait()
-            do {
-                let head = try Self.head(of: connection, logger: logger, locking: true)
-                if head > entry.first - 1 {
-                    _ = try? connection.query("ROLLBACK", logger: logger).wait()
-                    throw ReplicationBehind(head: head)
-                }
-                if head < entry.first - 1 {
-                    _ = try? connection.query("ROLLBACK", logger: logger).wait()
-                    throw CofferError(
-                        .dataLoss,
-                        "the cluster's log ends at revision \(head), before this node's \(entry.first - 1): it was rolled back or emptied; no write is taken"
-                    )
-                }
-                let first = Int64(entry.first)
-                let last = Int64(entry.last)
-                let batch = ByteBuffer(bytes: entry.batch)
-                let link = ByteBuffer(bytes: entry.link)
-                _ = try connection.query(
-                    "INSERT INTO coffer_log (first_revision, last_revision, batch, link) VALUES (\(first), \(last), \(batch), \(link))",
-                    logger: logger
-                ).wait()
-                _ = try connection.query("UPDATE coffer_head SET revision = \(last) WHERE id = 1", logger: logger)
-                    .wait()
-                _ = try connection.query("SELECT pg_notify('coffer_log', \(String(entry.last)))", logger: logger).wait()
-                _ = try connection.query("COMMIT", logger: logger).wait()
-            } catch {
-                _ = try? connection.query("ROLLBACK", logger: logger).wait()
-                throw error
-            }
+    public func append(_ entry: ReplicationEntry, after position: LogPosition) async throws {
+        let first = Int64(entry.first)
+        let last = Int64(entry.last)
+        let batch = ByteBuffer(bytes: entry.batch)
+        let link = ByteBuffer(bytes: entry.link)
+        let previous = ByteBuffer(bytes: position.link)
+        let (outcome, head) = try await writes.use { connection, logger in
+            let rows = try await connection.query(
+                "SELECT outcome, head FROM coffer_append_v1(\(first), \(last), \(batch), \(link), \(previous))",
+                logger: logger
+            ).collect()
+            guard let row = rows.first else { throw CofferError(.internal, "coffer_append_v1 answered nothing") }
+            let (outcome, head) = try row.decode((String, Int64).self)
+            return (outcome, UInt64(max(head, 0)))
+        }
+        switch outcome {
+        case "appended": return
+        case "behind": throw LogRefusal.behind(head: head)
+        case "rolled-back": throw LogRefusal.rolledBack(head: head)
+        case "diverged": throw LogRefusal.diverged(at: head)
+        case "missing-head": throw LogRefusal.missingHead(head: head)
+        default:
+            throw CofferError(.dataLoss, "the cluster's database has lost its head row: it was altered")
         }
     }
 
-    public func entries(after revision: UInt64, limit: Int) throws -> [ReplicationEntry] {
-        try withConnection { connection in
-            let after = Int64(revision)
-            let count = Int64(limit)
-            let result = try connection.query(
-                "SELECT first_revision, last_revision, batch, link FROM coffer_log WHERE first_revision > \(after) ORDER BY first_revision LIMIT \(count)",
+    public func read(after revision: UInt64, limit: Int) async throws -> LogSlice {
+        let after = Int64(revision)
+        let count = Int64(max(limit, 0))
+        return try await reads.use { connection, logger in
+            let rows = try await connection.query(
+                """
+                SELECT h.revision, hl.link, l.first_revision, l.last_revision, l.batch, l.link
+                FROM coffer_head h
+                LEFT JOIN coffer_log hl ON hl.last_revision = h.revision
+                LEFT JOIN LATERAL (
+                  SELECT first_revision, last_revision, batch, link FROM coffer_log
+                  WHERE first_revision > \(after) ORDER BY first_revision LIMIT \(count)
+                ) l ON true
+                WHERE h.id = 1
+                ORDER BY l.first_revision
+                """,
                 logger: logger
-            ).wait()
-            return try result.rows.map { row in
-                let (first, last, batch, link) = try row.decode((Int64, Int64, ByteBuffer, ByteBuffer).self)
-                return ReplicationEntry(
-                    first: UInt64(max(first, 0)),
-                    last: UInt64(max(last, 0)),
-                    batch: Array(batch.readableBytesView),
-                    link: Array(link.readableBytesView)
+            ).collect()
+            guard let first = rows.first else {
+                throw CofferError(.dataLoss, "the cluster's database has lost its head row: it was altered")
+            }
+            let (head, headLink, _, _, _, _) = try first.decode(
+                (Int64, ByteBuffer?, Int64?, Int64?, ByteBuffer?, ByteBuffer?).self
+            )
+            var entries: [ReplicationEntry] = []
+            for row in rows {
+                let (_, _, first, last, batch, link) = try row.decode(
+                    (Int64, ByteBuffer?, Int64?, Int64?, ByteBuffer?, ByteBuffer?).self
+                )
+                guard let first, let last, let batch, let link else { continue }
+                entries.append(
+                    ReplicationEntry(
+                        first: UInt64(max(first, 0)),
+                        last: UInt64(max(last, 0)),
+                        batch: Array(batch.readableBytesView),
+                        link: Array(link.readableBytesView)
+                    )
                 )
             }
+            return LogSlice(
+                head: UInt64(max(head, 0)),
+                headLink: headLink.map { Array($0.readableBytesView) },
+                entries: entries
+            )
         }
     }
 
-    /// The newest revision the log holds.
-    public func head() throws -> UInt64 {
-        try withConnection { connection in try Self.head(of: connection, logger: logger, locking: false) }
-    }
-
-    /// A second connection that LISTENs on the log's channel and calls `notified` on each NOTIFY (on an event
-    /// loop: keep it short). Closed with the returned connection.
-    public func listen(_ notified: @escaping @Sendable () -> Void) throws -> PostgresConnection {
-        let connection = try connect()
-        connection.addListener(channel: Self.channel) { _, _ in notified() }
-        do {
-            _ = try connection.query("LISTEN coffer_log", logger: logger).wait()
-        } catch {
-            _ = try? connection.close().wait()
-            throw unreachable(error)
+    public func follow(_ notified: @escaping @Sendable (UInt64) -> Void) async throws {
+        let listener = DatabaseConnection(configuration, group: group, logger: logger, id: 3)
+        defer { listener.close() }
+        try await listener.use { connection, _ in
+            try await connection.listen(on: Self.channel) { notifications in
+                for try await notification in notifications {
+                    notified(UInt64(notification.payload) ?? 0)
+                }
+            }
         }
-        return connection
+        throw CofferError(.unavailable, "the cluster's database ended its notifications")
     }
 
     public func close() {
-        lock.withLock {
-            _ = try? connection?.close().wait()
-            connection = nil
+        writes.close()
+        reads.close()
+    }
+
+    /// Creates the tables, the index and the append function when they are missing (the first node to start
+    /// makes them; an advisory lock keeps two nodes starting at once from racing).
+    static func createSchema(_ connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query("BEGIN", logger: logger)
+        do {
+            try await connection.query("SELECT pg_advisory_xact_lock(72736465)", logger: logger)
+            try await connection.query(
+                """
+                CREATE TABLE IF NOT EXISTS coffer_log (
+                  first_revision bigint PRIMARY KEY,
+                  last_revision bigint NOT NULL,
+                  batch bytea NOT NULL,
+                  link bytea NOT NULL
+                )
+                """,
+                logger: logger
+            )
+            try await connection.query(
+                "CREATE INDEX IF NOT EXISTS coffer_log_last_revision ON coffer_log (last_revision)",
+                logger: logger
+            )
+            try await connection.query(
+                "CREATE TABLE IF NOT EXISTS coffer_head (id int PRIMARY KEY CHECK (id = 1), revision bigint NOT NULL)",
+                logger: logger
+            )
+            try await connection.query(
+                "INSERT INTO coffer_head (id, revision) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+                logger: logger
+            )
+            try await connection.query(PostgresQuery(unsafeSQL: appendFunction), logger: logger)
+            try await connection.query("COMMIT", logger: logger)
+        } catch {
+            _ = try? await connection.query("ROLLBACK", logger: logger)
+            throw error
         }
     }
 
-    // MARK: Connections
+    /// The append, as one function: checked against the head (revision and the link of the batch that holds
+    /// it) under the head's row lock, so that it takes one round trip and one transaction.
+    private static let appendFunction = """
+        CREATE OR REPLACE FUNCTION coffer_append_v1(
+          p_first bigint, p_last bigint, p_batch bytea, p_link bytea, p_previous bytea
+        ) RETURNS TABLE (outcome text, head bigint) LANGUAGE plpgsql AS $$
+        DECLARE
+          current_head bigint;
+          head_link bytea;
+        BEGIN
+          SELECT revision INTO current_head FROM coffer_head WHERE id = 1 FOR UPDATE;
+          IF NOT FOUND THEN
+            RETURN QUERY SELECT 'no-head'::text, 0::bigint;
+            RETURN;
+          END IF;
+          IF current_head > p_first - 1 THEN
+            RETURN QUERY SELECT 'behind'::text, current_head;
+            RETURN;
+          END IF;
+          IF current_head < p_first - 1 THEN
+            RETURN QUERY SELECT 'rolled-back'::text, current_head;
+            RETURN;
+          END IF;
+          IF current_head > 0 THEN
+            SELECT link INTO head_link FROM coffer_log WHERE last_revision = current_head;
+            IF NOT FOUND THEN
+              RETURN QUERY SELECT 'missing-head'::text, current_head;
+              RETURN;
+            END IF;
+            IF head_link <> p_previous THEN
+              RETURN QUERY SELECT 'diverged'::text, current_head;
+              RETURN;
+            END IF;
+          END IF;
+          INSERT INTO coffer_log (first_revision, last_revision, batch, link) VALUES (p_first, p_last, p_batch, p_link);
+          UPDATE coffer_head SET revision = p_last WHERE id = 1;
+          PERFORM pg_notify('coffer_log', p_last::text);
+          RETURN QUERY SELECT 'appended'::text, p_last;
+        END
+        $$
+        """
+}
 
-    private func withConnection<R>(_ body: (PostgresConnection) throws -> R) throws -> R {
-        lock.lock()
-        defer { lock.unlock() }
-        let connection: PostgresConnection
-        if let open = self.connection, !open.isClosed {
-            connection = open
-        } else {
-            connection = try connect()
-            do {
-                try Self.createSchema(connection, logger: logger)
-            } catch {
-                _ = try? connection.close().wait()
-                throw unreachable(error)
-            }
-            self.connection = connection
-        }
+/// One connection to the cluster's database, made when first used (with the schema checked) and made again
+/// after it fails. A use whose task is cancelled closes it, which ends the query in flight at once.
+final class DatabaseConnection: Sendable {
+    private let configuration: DatabaseConfiguration
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let id: Int
+    private let current = Mutex<PostgresConnection?>(nil)
+
+    init(_ configuration: DatabaseConfiguration, group: any EventLoopGroup, logger: Logger, id: Int) {
+        self.configuration = configuration
+        self.group = group
+        self.logger = logger
+        self.id = id
+    }
+
+    func use<R: Sendable>(_ body: (PostgresConnection, Logger) async throws -> R) async throws -> R {
+        let connection = try await connected()
         do {
-            return try body(connection)
-        } catch let error as ReplicationBehind {
-            throw error
+            return try await withTaskCancellationHandler {
+                try await body(connection, logger)
+            } onCancel: {
+                Self.shut(connection)
+            }
+        } catch let refusal as LogRefusal {
+            throw refusal
         } catch let error as CofferError {
             throw error
         } catch {
-            if connection.isClosed { self.connection = nil }
+            // A connection that failed a query, or was closed by a deadline, is not used again.
+            discard(connection)
+            if Task.isCancelled { throw CancellationError() }
             throw unreachable(error)
         }
     }
 
-    private func connect() throws -> PostgresConnection {
+    func close() {
+        let connection = current.withLock { connection in
+            defer { connection = nil }
+            return connection
+        }
+        connection.map(Self.shut)
+    }
+
+    private func discard(_ connection: PostgresConnection) {
+        current.withLock { if $0 === connection { $0 = nil } }
+        Self.shut(connection)
+    }
+
+    private func connected() async throws -> PostgresConnection {
+        if let open = current.withLock({ $0 }), !open.isClosed { return open }
         var options = PostgresConnection.Configuration.Options()
         options.connectTimeout = .nanoseconds(Int64(configuration.connectTimeout.nanoseconds))
         var postgres = PostgresConnection.Configuration(
@@ -193,12 +267,41 @@ public final class PostgresLog: ReplicationLog, @unchecked Sendable {
             tls: .disable
         )
         postgres.options = options
+        let connection: PostgresConnection
         do {
-            return try PostgresConnection.connect(on: group.next(), configuration: postgres, id: 1, logger: logger)
-                .wait()
+            connection = try await PostgresConnection.connect(
+                on: group.next(),
+                configuration: postgres,
+                id: id,
+                logger: logger
+            )
         } catch {
+            if Task.isCancelled { throw CancellationError() }
             throw unreachable(error)
         }
+        do {
+            try await withTaskCancellationHandler {
+                try await PostgresLog.createSchema(connection, logger: logger)
+            } onCancel: {
+                Self.shut(connection)
+            }
+        } catch {
+            Self.shut(connection)
+            if Task.isCancelled { throw CancellationError() }
+            throw unreachable(error)
+        }
+        let replaced = current.withLock { slot in
+            defer { slot = connection }
+            return slot
+        }
+        replaced.map(Self.shut)
+        return connection
+    }
+
+    /// Closes `connection`, keeping it alive until it has (PostgresNIO requires a connection closed before it
+    /// goes).
+    private static func shut(_ connection: PostgresConnection) {
+        connection.close().whenComplete { _ in withExtendedLifetime(connection) {} }
     }
 
     private func unreachable(_ error: any Error) -> CofferError {
@@ -210,53 +313,5 @@ public final class PostgresLog: ReplicationLog, @unchecked Sendable {
             .unavailable,
             "the cluster's database \(configuration.description) cannot be used: \(detail)"
         )
-    }
-
-    private static func head(of connection: PostgresConnection, logger: Logger, locking: Bool) throws -> UInt64 {
-        let query: PostgresQuery =
-            locking
-            ? "SELECT revision FROM coffer_head WHERE id = 1 FOR UPDATE"
-            : "SELECT revision FROM coffer_head WHERE id = 1"
-        let result = try connection.query(query, logger: logger).wait()
-        guard let row = result.rows.first else {
-            throw CofferError(.dataLoss, "the cluster's database has lost its head row: it was altered")
-        }
-        return UInt64(max(try row.decode(Int64.self), 0))
-    }
-
-    /// Creates the tables when they are missing (the first node to start makes them; an advisory lock keeps
-    /// two nodes starting at once from racing).
-    private static func createSchema(_ connection: PostgresConnection, logger: Logger) throws {
-        _ = try connection.query("BEGIN", logger: logger).wait()
-        do {
-            try createTables(connection, logger: logger)
-            _ = try connection.query("COMMIT", logger: logger).wait()
-        } catch {
-            _ = try? connection.query("ROLLBACK", logger: logger).wait()
-            throw error
-        }
-    }
-
-    private static func createTables(_ connection: PostgresConnection, logger: Logger) throws {
-        _ = try connection.query("SELECT pg_advisory_xact_lock(72736465)", logger: logger).wait()
-        _ = try connection.query(
-            """
-            CREATE TABLE IF NOT EXISTS coffer_log (
-              first_revision bigint PRIMARY KEY,
-              last_revision bigint NOT NULL,
-              batch bytea NOT NULL,
-              link bytea NOT NULL
-            )
-            """,
-            logger: logger
-        ).wait()
-        _ = try connection.query(
-            "CREATE TABLE IF NOT EXISTS coffer_head (id int PRIMARY KEY CHECK (id = 1), revision bigint NOT NULL)",
-            logger: logger
-        ).wait()
-        _ = try connection.query(
-            "INSERT INTO coffer_head (id, revision) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
-            logger: logger
-        ).wait()
     }
 }

@@ -35,7 +35,7 @@ public final class ConnectionStore: Sendable {
     /// Write transactions and the map of what they wrote change together.
     let writeLock = NSLock()
     /// In a cluster: the log every write transaction that records changes goes through before it commits.
-    private let replicationLog = Mutex<(any ReplicationLog)?>(nil)
+    let cluster = Mutex<ClusterMembership?>(nil)
 
     /// The tables of one store.
     struct Tables: Sendable {
@@ -219,54 +219,49 @@ public final class ConnectionStore: Sendable {
     /// Runs `body` in one write transaction, which commits (with the metadata record updated) and syncs when it
     /// returns and is undone when it throws. When the map is full, it grows (up to `configuration.mapSize`, or
     /// by `configuration.reserve` beyond it when `usingReserve`, for writes that make room or take access away)
-    /// and `body` runs again.
-    public func write<R>(usingReserve: Bool = false, _ body: (StoreWriter) throws -> R) throws(CofferError) -> R {
+    /// and `body` runs again. In a cluster, a transaction that records changes commits only once the cluster's
+    /// log has taken it, within the write deadline counted from `queued` (see `Replica.swift`).
+    public func write<R>(
+        usingReserve: Bool = false,
+        queued: ContinuousClock.Instant? = nil,
+        _ body: (StoreWriter) throws -> R
+    ) throws(CofferError) -> R {
         writeLock.lock()
         defer { writeLock.unlock() }
-        let log = replicationLog.withLock { $0 }
+        if let cluster = cluster.withLock({ $0 }) {
+            return try writeReplicated(cluster, usingReserve: usingReserve, since: queued ?? .now, body)
+        }
         while true {
             let ledger = WriteLedger()
-            let before = metadata.withLock { $0 }
-            var updated = before
+            var updated = currentMetadata
             do {
                 let (result, transaction) = try env.write { txn in
                     txn.authority = authority
                     txn.ledger = ledger
                     let result = try body(StoreWriter(store: self, txn: txn))
                     updated.apply(ledger)
-                    if let log, let entry = try replicationEntry(ledger, after: before) {
-                        // Committed in the cluster's database first: a write there is the write.
-                        try log.append(entry)
-                        updated.logLink = Data(entry.link)
-                        updated.lastSyncUnixMs = now.unixMillis
-                    }
                     try tables.meta.write(updated, keys: authority.keys, txn)
                     authority.committing(txn.snapshot + 1)
                     return (result, txn.snapshot + 1)
                 }
                 committed(ledger, updated, transaction: transaction)
-                if usingReserve, env.mapSize > configuration.mapSize {
-                    // Back to the limit, which LMDB raises to what the file now holds: other writes get no
-                    // more room than the pages this one freed.
-                    try? env.resize(to: configuration.mapSize)
-                }
+                shrinkAfterReserve(usingReserve)
                 return result
             } catch let error as LMDBError where error.kind == .mapFull {
                 authority.committing(nil)
                 guard grow(usingReserve: usingReserve) else { throw failure(error) }
-            } catch let behind as ReplicationBehind {
-                // Another node wrote first: take what it wrote, then run this transaction again on top of it.
-                authority.committing(nil)
-                if let log, try catchUpLocked(from: log, limit: 512) == 0 {
-                    throw CofferError(
-                        .dataLoss,
-                        "the cluster's log says it reaches revision \(behind.head) but holds nothing after this node's \(currentMetadata.revision): its rows were removed"
-                    )
-                }
             } catch {
                 authority.committing(nil)
                 throw failure(error)
             }
+        }
+    }
+
+    /// After a write that used the reserve: back to the limit, which LMDB raises to what the file now holds, so
+    /// that other writes get no more room than the pages this one freed.
+    func shrinkAfterReserve(_ usingReserve: Bool) {
+        if usingReserve, env.mapSize > configuration.mapSize {
+            try? env.resize(to: configuration.mapSize)
         }
     }
 
@@ -285,15 +280,6 @@ public final class ConnectionStore: Sendable {
         authority.apply(ledger.changes, transaction: transaction)
         if !ledger.events.isEmpty, let listener = listenerLock.withLock({ changeListener }) { listener(ledger.events) }
     }
-
-    /// Makes this store a node of a cluster: from now on every write transaction that records changes is
-    /// appended to `log` before it commits.
-    public func replicate(through log: any ReplicationLog) {
-        replicationLog.withLock { $0 = log }
-    }
-
-    /// Whether this store is a node of a cluster.
-    public var isReplicated: Bool { replicationLog.withLock { $0 != nil } }
 
     /// A transaction without authentication, for start-up, migration and verification.
     func raw<R>(writing: Bool = false, _ body: (Transaction) throws -> R) throws(CofferError) -> R {
@@ -333,7 +319,7 @@ public final class ConnectionStore: Sendable {
     }
 
     /// Grows the map toward its limit; false when it is there already.
-    private func grow(usingReserve: Bool) -> Bool {
+    func grow(usingReserve: Bool) -> Bool {
         let limit = configuration.mapSize + (usingReserve ? configuration.reserve : 0)
         let current = env.mapSize
         guard current < limit else { return false }

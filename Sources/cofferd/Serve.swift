@@ -1,4 +1,5 @@
 import ArgumentParser
+import CofferCommandLine
 import CofferConnections
 import CofferCore
 import CofferCrypto
@@ -154,6 +155,20 @@ extension Cofferd {
         var staleAfter: Int = 86_400
 
         @Option(
+            name: .customLong("max-lag"),
+            help:
+                "In a cluster: how long a node that knows the log holds changes it has not applied still serves values (500ms, 1s, ...)."
+        )
+        var maxLag: String = "1s"
+
+        @Option(
+            name: .customLong("write-deadline"),
+            help:
+                "In a cluster: how long a write may wait for the cluster's database before it is answered UNAVAILABLE (2s, 500ms, ...)."
+        )
+        var writeDeadline: String = "2s"
+
+        @Option(
             name: .customLong("types"),
             help:
                 "A JSON file declaring further connection types ({\"types\": [...]}, as coffer types --json prints them)."
@@ -187,6 +202,10 @@ extension Cofferd {
             ] where value < 1 {
                 throw ValidationError("--\(name) must be at least 1")
             }
+            for (name, value) in [("max-lag", maxLag), ("write-deadline", writeDeadline)]
+            where parseDuration(value) == nil {
+                throw ValidationError("--\(name) takes a positive duration such as 500ms, 2s or 1m")
+            }
             guard shutdownGrace >= 0 else { throw ValidationError("--shutdown-grace must not be negative") }
             guard sealedKeyGrace >= 0 else { throw ValidationError("--sealed-key-grace must not be negative") }
             guard Logger.Level(rawValue: logLevel) != nil else {
@@ -219,22 +238,30 @@ extension Cofferd {
                 defer { withExtendedLifetime(lock) {} }
                 let store = try directory.open(keyFile: data.keyFile, configuration: storeConfiguration)
                 defer { store.close() }
-                var replication: ReplicationService?
-                if let cluster {
-                    let database = try DatabaseConfiguration(url: cluster, password: try databasePassword())
+                var cluster: ClusterNode?
+                if let url = self.cluster {
+                    let database = try DatabaseConfiguration(url: url, password: try databasePassword())
                     let log = PostgresLog(database, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
-                    if let warning = try ReplicationService.checkJoin(store, log: log) {
+                    if let warning = try await ReplicationService.checkJoin(store, log: log) {
                         logger.warning(
                             "starting without the cluster's database; values are served only while this node is recent enough",
                             metadata: ["error": "\(warning)"]
                         )
                     }
-                    let status = ReplicationStatus(staleAfter: .seconds(staleAfter))
-                    store.replicate(through: log)
+                    let status = ReplicationStatus(
+                        maxLag: parseDuration(maxLag) ?? .seconds(1),
+                        staleAfter: .seconds(staleAfter)
+                    )
+                    store.replicate(
+                        through: log,
+                        status: status,
+                        writeDeadline: parseDuration(writeDeadline) ?? .seconds(2)
+                    )
                     configuration.replication = status
-                    replication = ReplicationService(store: store, log: log, status: status, logger: logger)
+                    cluster = ClusterNode(log: log, status: status)
                     logger.notice("joined the cluster", metadata: ["database": "\(database.description)"])
                 }
+                defer { cluster?.log.close() }
                 if !SecureMemory.canLock() {
                     logger.warning(
                         "secret memory cannot be locked into RAM; raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK"
@@ -250,7 +277,8 @@ extension Cofferd {
                 try await serve(
                     store: store,
                     configuration: configuration,
-                    extra: [replication as (any Service)?, metricsServer as (any Service)?].compactMap { $0 },
+                    cluster: cluster,
+                    extra: [metricsServer as (any Service)?].compactMap { $0 },
                     logger: logger
                 )
             }
@@ -260,6 +288,7 @@ extension Cofferd {
         private func serve(
             store: ConnectionStore,
             configuration: ServerConfiguration,
+            cluster: ClusterNode?,
             extra: [any Service],
             logger: Logger
         ) async throws {
@@ -281,10 +310,19 @@ extension Cofferd {
             }
             writer.queue = commits
             defer { commits.stop() }
+            let replication = cluster.map { cluster in
+                ReplicationService(
+                    store: store,
+                    commits: commits,
+                    log: cluster.log,
+                    status: cluster.status,
+                    logger: logger
+                ) as any Service
+            }
             let services: [any Service] =
                 [
                     StoreService(store: store, commits: commits, logger: logger) as any Service
-                ] + extra + [
+                ] + [replication].compactMap { $0 } + extra + [
                     AuditWriterService(commits: commits, logger: logger),
                     TokenJanitor(commits: commits, retention: configuration.tokenRetention, logger: logger),
                     ReencryptionService(commits: commits, logger: logger),
@@ -407,6 +445,12 @@ extension Cofferd {
             return entry.pointee.gr_gid
         }
     }
+}
+
+/// A cluster node's log and status, from the command line to the services.
+private struct ClusterNode {
+    let log: PostgresLog
+    let status: ReplicationStatus
 }
 
 /// Lets the journal, made before the writer, ask the writer to fold.

@@ -193,12 +193,21 @@ def test_an_edited_injected_or_removed_batch_is_never_applied(cluster):
     b.stop()
     assert a.swift("overwrite", "generic/x", stdin=b'{"v": "second"}').returncode == 0
     head = cluster.postgres.sql("SELECT max(first_revision) FROM coffer_log")
+    genuine = cluster.postgres.sql(f"SELECT encode(batch, 'hex') FROM coffer_log WHERE first_revision = {head}")
     cluster.postgres.sql(f"UPDATE coffer_log SET batch = overlay(batch placing '\\x00'::bytea from 12) "
                          f"WHERE first_revision = {head}")
     b.start()
     assert wait_for(lambda: "cluster: failed" in cluster.health("b"))
     assert "fail their link" in b.output
-    assert _get(b, "generic/x", token) == (0, "genuine")  # the edited batch is not served
+    # A failed node serves no value (neither the edited batch's nor the older one) and takes no write.
+    refused = b.swift("get", "generic/x", "--field", "v", token=token)
+    assert refused.returncode == 9 and b"stopped following the cluster's log" in refused.stderr
+    refused = b.swift("overwrite", "generic/x", stdin=b'{"v": "third"}')
+    assert refused.returncode == 9 and b"takes no writes" in refused.stderr
+    # Mended by whoever edited it: the node follows again without a restart.
+    cluster.postgres.sql(f"UPDATE coffer_log SET batch = decode('{genuine}', 'hex') WHERE first_revision = {head}")
+    assert wait_for(lambda: _get(b, "generic/x", token) == (0, "second"))
+    assert "cluster: current" in cluster.health("b")
 
     # A batch injected at the head, without the key: every node refuses it, and writes are refused.
     cluster.postgres.sql("UPDATE coffer_head SET revision = revision + 1")
@@ -222,7 +231,9 @@ def test_a_rolled_back_log_refuses_writes_on_the_nodes_that_saw_more(cluster):
     cluster.postgres.sql("DELETE FROM coffer_log WHERE first_revision = 3")
     cluster.postgres.sql("UPDATE coffer_head SET revision = 2")
     refused = a.swift("put", "generic/r9", stdin=b'{"v": "x"}')
-    assert refused.returncode == 10 and b"rolled back" in refused.stderr
+    assert refused.returncode == 9 and b"rolled back" in refused.stderr
+    assert wait_for(lambda: "cluster: failed" in cluster.health("a"))
+    assert json.loads(a.swift("list", "--json").stdout) and a.swift("describe", "generic/r9").returncode == 3
 
 
 def test_a_new_node_catches_up_before_it_serves(cluster):

@@ -114,7 +114,7 @@ public final class CofferMetrics: Sendable {
             return made
         }
         lag.set(Double(snapshot.lag))
-        sinceSync.set(snapshot.lastSync.map { now.timeIntervalSince($0) } ?? -1)
+        sinceSync.set(snapshot.caughtUp.map { now.timeIntervalSince($0) } ?? -1)
     }
 
     /// The metrics in Prometheus's text format, sampled now.

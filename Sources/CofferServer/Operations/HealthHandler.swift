@@ -14,19 +14,21 @@ struct HealthHandler: OperationHandler {
         var reason = store.failure?.message
         var cluster: ClusterHealth?
         if let replication {
+            let now = clock()
             let snapshot = replication.snapshot
-            let state: ClusterHealth.State =
-                snapshot.failure != nil
-                ? .failed
-                : snapshot.unreachable != nil
-                    ? .unreachable : snapshot.ready && snapshot.confirmed && snapshot.lag == 0 ? .current : .catchingUp
-            cluster = ClusterHealth(state: state, head: snapshot.head, lastSync: snapshot.lastSync)
+            let state: ClusterHealth.State
+            switch replication.state(now: now) {
+            case .joining, .catchingUp: state = .catchingUp
+            case .current: state = .current
+            case .unreachable: state = .unreachable
+            case .failed: state = .failed
+            }
+            cluster = ClusterHealth(state: state, head: snapshot.head, lastSync: snapshot.caughtUp)
             if reason == nil {
-                do throws(CofferError) { try replication.checkServingValues(now: clock()) } catch {
+                do throws(CofferError) { try replication.checkServingValues(now: now) } catch {
                     reason = error.message
                 }
             }
-            if reason == nil, let failure = snapshot.failure { reason = failure }
         }
         let report = HealthReport(
             serving: reason == nil,

@@ -223,6 +223,8 @@ final class WatchSession: @unchecked Sendable {
         event.version = version ?? 0
         var record: AuditEvent?
         do {
+            // A cluster node that may not serve values now (failed, behind, cut off too long) sends none.
+            if spec.withValues { try pipeline.configuration.replication?.checkServingValues(now: pipeline.clock()) }
             try store.read { reader in
                 _ = try reader.verifyToken(spec.token)
                 guard try reader.isGranted(token.workflow, ref) else { return }

@@ -25,6 +25,8 @@ public final class CommitQueue: @unchecked Sendable {
         /// Called once, on the writer's thread, after the commit that covers the change (or with why it
         /// failed). Keep it short: hand the result to where it is wanted.
         public var completion: @Sendable (Result<Void, CofferError>) -> Void
+        /// When it was queued: in a cluster, its write deadline counts from here.
+        var queued = ContinuousClock.now
 
         public init(
             usesReserve: Bool,
@@ -45,9 +47,16 @@ public final class CommitQueue: @unchecked Sendable {
         case created, running, stopping, stopped
     }
 
+    /// Work for the writer's thread: mutations, run together, or a task that runs alone (applying batches of a
+    /// cluster's log).
+    private enum Work {
+        case mutation(Job)
+        case alone(@Sendable () -> Void)
+    }
+
     // Safe to share: everything below is guarded by `condition`.
     private let condition = NSCondition()
-    private var jobs: [Job] = []
+    private var work: [Work] = []
     private var state = State.created
     private var foldRequested = false
     private var thread: Thread?
@@ -86,14 +95,43 @@ public final class CommitQueue: @unchecked Sendable {
 
     /// Queues `jobs`; they run in this order. After `stop`, each is completed at once with UNAVAILABLE.
     public func submit(_ jobs: [Job]) {
+        let now = ContinuousClock.now
         let accepted = condition.withLock { () -> Bool in
             guard state == .running || state == .created else { return false }
-            self.jobs += jobs
+            for var job in jobs {
+                job.queued = now
+                work.append(.mutation(job))
+            }
             condition.signal()
             return true
         }
         if !accepted {
             for job in jobs { job.completion(.failure(CofferError(.unavailable, "cofferd is shutting down"))) }
+        }
+    }
+
+    /// Runs `body` on the writer's thread, alone, after what is queued before it, and returns its result: for
+    /// what must not interleave with a batch of mutations (applying batches of a cluster's log).
+    public func alone<R: Sendable>(
+        _ body: @escaping @Sendable () throws(CofferError) -> R
+    ) async -> Result<R, CofferError> {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Result<R, CofferError>, Never>) in
+            let task: @Sendable () -> Void = {
+                do throws(CofferError) {
+                    continuation.resume(returning: .success(try body()))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+            let accepted = condition.withLock { () -> Bool in
+                guard state == .running || state == .created else { return false }
+                work.append(.alone(task))
+                condition.signal()
+                return true
+            }
+            if !accepted {
+                continuation.resume(returning: .failure(CofferError(.unavailable, "cofferd is shutting down")))
+            }
         }
     }
 
@@ -153,10 +191,19 @@ public final class CommitQueue: @unchecked Sendable {
 
     private func run() {
         while true {
-            let (batch, fold, stopping) = next()
+            let (next, fold, stopping) = self.next()
+            var batch: [Job] = []
+            var alone: (@Sendable () -> Void)?
+            for item in next {
+                switch item {
+                case .mutation(let job): batch.append(job)
+                case .alone(let task): alone = task
+                }
+            }
             if fold || stopping || batch.contains(where: \.foldsJournalFirst) { foldJournal() }
             if !batch.isEmpty { commit(batch) }
-            if stopping && batch.isEmpty {
+            alone?()
+            if stopping && next.isEmpty {
                 condition.withLock { state = .stopped }
                 finished.signal()
                 return
@@ -164,17 +211,22 @@ public final class CommitQueue: @unchecked Sendable {
         }
     }
 
-    /// Waits for work: mutations, a fold asked for, or the end.
-    private func next() -> (batch: [Job], fold: Bool, stopping: Bool) {
+    /// Waits for work: a run of mutations (or one task that runs alone), a fold asked for, or the end.
+    private func next() -> (work: [Work], fold: Bool, stopping: Bool) {
         condition.lock()
         defer { condition.unlock() }
-        while jobs.isEmpty && !foldRequested && state == .running { condition.wait() }
-        let count = min(jobs.count, maxBatch)
-        let batch = Array(jobs.prefix(count))
-        jobs.removeFirst(count)
+        while work.isEmpty && !foldRequested && state == .running { condition.wait() }
+        var count = 0
+        if case .alone? = work.first {
+            count = 1
+        } else {
+            while count < min(work.count, maxBatch), case .mutation = work[count] { count += 1 }
+        }
+        let taken = Array(work.prefix(count))
+        work.removeFirst(count)
         let fold = foldRequested
         foldRequested = false
-        return (batch, fold, state == .stopping)
+        return (taken, fold, state == .stopping)
     }
 
     /// Moves the journal's records into the store in one synced transaction, then empties the journal file
@@ -208,7 +260,7 @@ public final class CommitQueue: @unchecked Sendable {
     private func commit(_ batch: [Job]) {
         var outcomes = [Result<Void, CofferError>](repeating: .success(()), count: batch.count)
         do throws(CofferError) {
-            try store.write { writer in
+            try store.write(queued: batch.map(\.queued).min()) { writer in
                 for (index, job) in batch.enumerated() {
                     outcomes[index] = try Self.apply(job, writer)
                 }
@@ -227,7 +279,9 @@ public final class CommitQueue: @unchecked Sendable {
     private func commit(alone job: Job) {
         var outcome = Result<Void, CofferError>.success(())
         do throws(CofferError) {
-            try store.write(usingReserve: job.usesReserve) { writer in outcome = try Self.apply(job, writer) }
+            try store.write(usingReserve: job.usesReserve, queued: job.queued) { writer in
+                outcome = try Self.apply(job, writer)
+            }
             job.completion(outcome)
         } catch {
             failAll([job], error)

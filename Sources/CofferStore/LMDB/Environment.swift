@@ -132,6 +132,12 @@ final class Environment: @unchecked Sendable {
 
     /// Runs `body` in a write transaction that commits (and syncs) when it returns and aborts when it throws.
     func write<R>(_ body: (Transaction) throws -> R) throws -> R {
+        try writeOrAbort { txn in (try body(txn), true) }
+    }
+
+    /// Runs `body` in a write transaction that commits (and syncs) when it returns true with its result, and
+    /// aborts when it returns false or throws.
+    func writeOrAbort<R>(_ body: (Transaction) throws -> (R, commit: Bool)) throws -> R {
         try enter()
         defer { leave() }
         var txnHandle: OpaquePointer?
@@ -139,14 +145,19 @@ final class Environment: @unchecked Sendable {
         guard let txnHandle else { throw LMDBError(code: ENOMEM, operation: "mdb_txn_begin") }
         let txn = Transaction(handle: txnHandle, readOnly: false)
         let result: R
+        let commit: Bool
         do {
-            result = try body(txn)
+            (result, commit) = try body(txn)
         } catch {
             txn.finish()
             mdb_txn_abort(txnHandle)
             throw error
         }
         txn.finish()
+        guard commit else {
+            mdb_txn_abort(txnHandle)
+            return result
+        }
         // Commit on the thread that began the transaction, as LMDB requires.
         try LMDBError.check(mdb_txn_commit(txnHandle), "mdb_txn_commit")
         return result

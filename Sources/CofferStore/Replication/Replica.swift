@@ -2,16 +2,39 @@ import CofferCore
 import CofferCrypto
 import Foundation
 
-// A store in a cluster: each write transaction that records changes is appended to the replication log before
-// it commits (and is undone when the log has moved on: the store catches up and runs it again); batches other
-// nodes wrote are applied in revision order, each checked against the link chain and each record against its
-// tag, and recorded with the revision they reach in the same transaction.
+// A store in a cluster. A write transaction that records changes is run once to learn what it changes (and
+// aborted), its batch is appended to the cluster's log with no LMDB transaction open, and only once the log has
+// taken it are the same records committed to the store (the ledger of the first run, replayed). When the log
+// has moved on, the store catches up and runs the transaction again. Batches other nodes wrote are applied in
+// revision order, each checked against the link chain and each record against its tag, and recorded with the
+// revision they reach in the same transaction.
 
 /// The tables a cluster replicates; the audit trail and the metadata record are each node's own.
-let replicatedTables: Set<String> = [
-    AuthenticatedTable.connections.rawValue, AuthenticatedTable.grants.rawValue, AuthenticatedTable.tokens.rawValue,
-    AuthenticatedTable.changes.rawValue,
-]
+enum ReplicatedTable: String, CaseIterable, Sendable {
+    case connections
+    case grants
+    case tokens
+    case changes
+
+    init?(_ table: String) {
+        guard let authenticated = AuthenticatedTable(rawValue: table) else { return nil }
+        switch authenticated {
+        case .connections: self = .connections
+        case .grants: self = .grants
+        case .tokens: self = .tokens
+        case .changes: self = .changes
+        case .auditPending: return nil
+        }
+    }
+}
+
+/// What a store needs to be a node of a cluster.
+struct ClusterMembership: Sendable {
+    let log: any ReplicationLog
+    let status: ReplicationStatus
+    /// How long a write may wait for the log, from when it was queued.
+    let writeDeadline: Duration
+}
 
 extension ConnectionStore {
     /// When this store last wrote to the cluster's log or applied from it; nil if never.
@@ -19,6 +42,21 @@ extension ConnectionStore {
         let millis = currentMetadata.lastSyncUnixMs
         return millis == 0 ? nil : Date(unixMillis: millis)
     }
+
+    /// Where this store stands in the cluster's log: the revision it reached and the link of the batch holding it.
+    public var logPosition: LogPosition {
+        metadata.withLock { LogPosition(revision: $0.revision, link: Array($0.logLink)) }
+    }
+
+    /// Makes this store a node of a cluster: from now on every write transaction that records changes is
+    /// appended to `log` before it commits, within `writeDeadline` of being queued, and only while `status`
+    /// allows writes.
+    public func replicate(through log: any ReplicationLog, status: ReplicationStatus, writeDeadline: Duration) {
+        cluster.withLock { $0 = ClusterMembership(log: log, status: status, writeDeadline: writeDeadline) }
+    }
+
+    /// Whether this store is a node of a cluster.
+    public var isReplicated: Bool { cluster.withLock { $0 != nil } }
 
     /// The log entry of what `ledger` recorded, chained after `metadata`'s link; nil when it recorded no change.
     func replicationEntry(
@@ -32,7 +70,7 @@ extension ConnectionStore {
         batch.firstRevision = first
         batch.lastRevision = last
         var latest: [String: Int] = [:]
-        for change in ledger.changes where replicatedTables.contains(change.table) {
+        for change in ledger.changes where ReplicatedTable(change.table) != nil {
             var record = Coffer_Storage_V1_ReplicatedRecord()
             record.table = change.table
             record.key = Data(change.key)
@@ -50,30 +88,205 @@ extension ConnectionStore {
         return ReplicationEntry(first: first, last: last, batch: bytes, link: link)
     }
 
-    /// Applies the log's entries after this store's revision, up to `limit` of them, in one transaction;
-    /// returns how many. DATA_LOSS, naming what failed, for an entry that does not follow (a gap), fails its
-    /// link (altered, injected or reordered) or holds a record that fails its tag: nothing of it is applied.
-    @discardableResult
-    public func catchUp(from log: any ReplicationLog, limit: Int = 512) throws(CofferError) -> Int {
-        writeLock.lock()
-        defer { writeLock.unlock() }
-        return try catchUpLocked(from: log, limit: limit)
+    // MARK: Writing through the log
+
+    /// A write transaction of a cluster node: `body` runs once; when it recorded no change it commits as on a
+    /// single node; otherwise it is aborted, its batch is appended to the log, and its ledger is committed.
+    func writeReplicated<R>(
+        _ cluster: ClusterMembership,
+        usingReserve: Bool,
+        since queued: ContinuousClock.Instant,
+        _ body: (StoreWriter) throws -> R
+    ) throws(CofferError) -> R {
+        let deadline = queued + cluster.writeDeadline
+        while true {
+            let ledger = WriteLedger()
+            let before = currentMetadata
+            var updated = before
+            var entry: ReplicationEntry?
+            var transactionID = 0
+            let result: R
+            do {
+                result = try env.writeOrAbort { txn in
+                    txn.authority = authority
+                    txn.ledger = ledger
+                    let result = try body(StoreWriter(store: self, txn: txn))
+                    updated.apply(ledger)
+                    entry = try replicationEntry(ledger, after: before)
+                    if entry != nil {
+                        guard ledger.audit == nil else {
+                            throw CofferError(.internal, "a fold of the audit trail never shares a replicated write")
+                        }
+                        return (result, false)
+                    }
+                    try tables.meta.write(updated, keys: authority.keys, txn)
+                    authority.committing(txn.snapshot + 1)
+                    transactionID = txn.snapshot + 1
+                    return (result, true)
+                }
+            } catch let error as LMDBError where error.kind == .mapFull {
+                authority.committing(nil)
+                guard grow(usingReserve: usingReserve) else { throw failure(error) }
+                continue
+            } catch {
+                authority.committing(nil)
+                throw failure(error)
+            }
+            guard let entry else {
+                committed(ledger, updated, transaction: transactionID)
+                shrinkAfterReserve(usingReserve)
+                return result
+            }
+            try cluster.status.checkWriting()
+            let position = LogPosition(revision: before.revision, link: Array(before.logLink))
+            do {
+                try LogDeadline.wait(deadline - .now, "a write") {
+                    try await cluster.log.append(entry, after: position)
+                }
+            } catch let refusal as LogRefusal {
+                if case .behind = refusal {
+                    // Another node wrote first: take what it wrote, then run this transaction again on top of it.
+                    try catchUp(cluster, until: deadline)
+                    continue
+                }
+                let error = refusal.error
+                cluster.status.fail(error.message)
+                throw CofferError(
+                    .unavailable,
+                    "this node stopped following the cluster's log and takes no writes until it is mended: \(error.message)"
+                )
+            } catch {
+                let error = failure(error)
+                cluster.status.writeFailed(error.message)
+                throw CofferError(
+                    .unavailable,
+                    "\(error.message); the write may have been taken by the cluster: read it back before repeating it",
+                    cause: error
+                )
+            }
+            updated.logLink = Data(entry.link)
+            updated.lastSyncUnixMs = now.unixMillis
+            try commitReplayed(ledger, updated, usingReserve: usingReserve)
+            cluster.status.wrote(revision: entry.last)
+            return result
+        }
     }
 
-    func catchUpLocked(from log: any ReplicationLog, limit: Int) throws(CofferError) -> Int {
-        let entries: [ReplicationEntry]
-        do {
-            entries = try log.entries(after: currentMetadata.revision, limit: limit)
-        } catch {
-            throw failure(error)
+    /// Commits what a first run of a transaction wrote (its ledger), now that the log has taken it.
+    private func commitReplayed(
+        _ ledger: WriteLedger,
+        _ updated: Coffer_Storage_V1_Metadata,
+        usingReserve: Bool
+    ) throws(CofferError) {
+        while true {
+            do {
+                let transaction = try env.write { txn in
+                    for change in ledger.changes {
+                        guard let db = tables.authenticated(change.table) else {
+                            throw CofferError(.internal, "a write changed table \(change.table), which has no ledger")
+                        }
+                        if let stored = change.stored {
+                            try txn.put(db, change.key, stored)
+                        } else {
+                            _ = try txn.delete(db, change.key)
+                        }
+                    }
+                    try tables.meta.write(updated, keys: authority.keys, txn)
+                    authority.committing(txn.snapshot + 1)
+                    return txn.snapshot + 1
+                }
+                committed(ledger, updated, transaction: transaction)
+                shrinkAfterReserve(usingReserve)
+                return
+            } catch let error as LMDBError where error.kind == .mapFull {
+                authority.committing(nil)
+                if grow(usingReserve: usingReserve) { continue }
+                throw committedElsewhere(failure(error))
+            } catch {
+                authority.committing(nil)
+                throw committedElsewhere(failure(error))
+            }
         }
-        guard !entries.isEmpty else { return 0 }
-        try apply(entries)
-        return entries.count
+    }
+
+    /// The log took a write that this store then could not commit: the node applies it from the log once it
+    /// can; the client must not take the failure for a refusal.
+    private func committedElsewhere(_ error: CofferError) -> CofferError {
+        CofferError(
+            .unavailable,
+            "the cluster took this write, but this node could not store it yet (\(error.message)); it applies it from the cluster's log when it can",
+            cause: error
+        )
+    }
+
+    /// Catches up with the log until it holds nothing newer, or until `deadline`.
+    private func catchUp(_ cluster: ClusterMembership, until deadline: ContinuousClock.Instant) throws(CofferError) {
+        while true {
+            let position = logPosition
+            let slice: LogSlice
+            do {
+                slice = try LogDeadline.wait(deadline - .now, "a read") {
+                    try await cluster.log.read(after: position.revision, limit: 512)
+                }
+            } catch {
+                let error = failure(error)
+                cluster.status.writeFailed(error.message)
+                throw error
+            }
+            let verdict = LogVerdict.of(node: position, slice: slice)
+            if let failure = verdict.failure {
+                cluster.status.fail(failure.message)
+                throw failure
+            }
+            guard case .behind(let entries) = verdict else { return }
+            let reached = try applyLocked(entries, readFrom: position)
+            cluster.status.wrote(revision: reached)
+            if reached >= slice.head { return }
+        }
+    }
+
+    // MARK: Applying what other nodes wrote
+
+    /// Applies `entries`, read from the log after `position` (where this store stood before the read), in one
+    /// write transaction; returns the revision the store reaches. Entries this store holds already (its own
+    /// writes, committed after `position` was taken) are skipped once their link matches. DATA_LOSS, naming what
+    /// failed, for an entry that does not follow (a gap), fails its link (altered, injected or reordered) or
+    /// holds a record that fails its tag: nothing of it is applied.
+    public func applyFromLog(
+        _ entries: [ReplicationEntry],
+        readFrom position: LogPosition
+    ) throws(CofferError)
+        -> UInt64
+    {
+        writeLock.lock()
+        defer { writeLock.unlock() }
+        return try applyLocked(entries, readFrom: position)
+    }
+
+    private func applyLocked(
+        _ entries: [ReplicationEntry],
+        readFrom position: LogPosition
+    ) throws(CofferError)
+        -> UInt64
+    {
+        let current = logPosition
+        var pending = entries[...]
+        if current.revision > position.revision {
+            // This store wrote past where it stood when the log was read: those entries are its own.
+            while let entry = pending.first, entry.last <= current.revision {
+                if entry.last == current.revision, !ConstantTime.equals(entry.link, current.link) {
+                    throw LogRefusal.diverged(at: current.revision).error
+                }
+                pending = pending.dropFirst()
+            }
+        }
+        guard !pending.isEmpty else { return current.revision }
+        try apply(Array(pending))
+        return logPosition.revision
     }
 
     /// Applies `entries`, which must follow this store's revision, in one write transaction.
-    func apply(_ entries: [ReplicationEntry]) throws(CofferError) {
+    private func apply(_ entries: [ReplicationEntry]) throws(CofferError) {
         let ledger = WriteLedger()
         var updated = currentMetadata
         do {
@@ -111,7 +324,7 @@ extension ConnectionStore {
                         throw CofferError(.dataLoss, "\(place) hold other revisions than they say")
                     }
                     for record in batch.records {
-                        guard replicatedTables.contains(record.table), let db = tables.authenticated(record.table)
+                        guard let table = ReplicatedTable(record.table), let db = tables.authenticated(table.rawValue)
                         else {
                             throw CofferError(.dataLoss, "\(place) name a table that is not replicated")
                         }
@@ -120,7 +333,7 @@ extension ConnectionStore {
                             try txn.removeReplicated(db, key)
                         } else {
                             let payload = try txn.putReplicated(db, key, Array(record.stored))
-                            if record.table == AuthenticatedTable.changes.rawValue {
+                            if table == .changes {
                                 events.append(try ChangeLog.event(key, payload))
                             }
                         }
