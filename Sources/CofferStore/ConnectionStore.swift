@@ -22,8 +22,9 @@ public final class ConnectionStore: Sendable {
 
     let env: Environment
     let tables: Tables
-    let sequencer: AuditSequencer
     let authority: RecordAuthority
+    /// Where each audit record stands in line, for the journal and the records of changes alike.
+    let auditOrder = AuditOrder()
     private let failed = Mutex<CofferError?>(nil)
     /// Told, on the writer's thread, of the changes each write transaction committed, in revision order.
     // Not in a Mutex: a closure kept in a Mutex and read back is wrapped in one more reabstraction thunk each
@@ -84,7 +85,6 @@ public final class ConnectionStore: Sendable {
         }
         self.env = env
         authority = RecordAuthority(keys: keys)
-        sequencer = AuditSequencer(last: 0)
         metadata = Mutex(MetadataTable.fresh(keys: keys, now: configuration.clock()))
     }
 
@@ -157,7 +157,11 @@ public final class ConnectionStore: Sendable {
     /// summary, a broken audit chain, an altered journal. Each names the record or table, never a value.
     public func verificationProblems() throws(CofferError) -> [CofferError] {
         var problems = try StoreVerifier(store: self).problems()
-        problems += AuditJournal.problems(in: configuration.directory, keys: keys)
+        problems += AuditJournal.problems(
+            in: configuration.directory,
+            keys: keys,
+            numbered: currentMetadata.journalNumbered
+        )
         return problems
     }
 

@@ -195,19 +195,19 @@ public struct StoreWriter {
     // MARK: Audit
 
     /// Writes `event` as the next record of the trail, in this transaction: it waits, with this change, for
-    /// the next fold into the audit chain. Returns its sequence number.
-    @discardableResult
-    public func appendAudit(_ event: AuditEvent) throws -> UInt64 {
-        var event = event
-        event.sequence = store.sequencer.next()
-        try tables.audit.appendPending(event, txn)
-        return event.sequence
+    /// the next fold into the audit chain, which gives it its sequence number.
+    public func appendAudit(_ event: AuditEvent) throws {
+        try tables.audit.appendPending(event, order: store.auditOrder.next(), txn)
     }
 
-    /// Moves `journaled` (records from the journal, numbered) and every record waiting in the store into the
-    /// audit chain, in sequence order.
-    func foldAudit(_ journaled: [AuditEvent]) throws {
+    /// Moves `journaled` (records from the journal, in its order) and every record waiting in the store into the
+    /// audit chain; `journalThrough` is the journal number of the last of `journaled`, which a fold repeated after
+    /// a crash skips to.
+    func foldAudit(_ journaled: [(order: UInt64, event: AuditEvent)], journalThrough: UInt64? = nil) throws {
         let chain = txn.ledger?.audit ?? store.currentMetadata.audit
         txn.ledger?.audit = try tables.audit.fold(journaled, chain: chain, keys: store.keys, txn)
+        if let journalThrough {
+            txn.ledger?.editMetadata { $0.journalFolded = max($0.journalFolded, journalThrough) }
+        }
     }
 }

@@ -293,7 +293,13 @@ extension Cofferd {
             logger: Logger
         ) async throws {
             let writer = WriterReference()
-            let (journal, recovery) = try AuditJournal.open(store: store, onThreshold: { writer.queue?.requestFold() })
+            let (journal, recovery) = try AuditJournal.open(
+                store: store,
+                onThreshold: { writer.queue?.requestFold() },
+                report: { message, error in
+                    logger.error("\(message)", metadata: ["error": "\(error.message)"])
+                }
+            )
             if recovery.records > 0 || recovery.droppedBytes > 0 {
                 logger.notice(
                     "audit journal recovered",

@@ -10,32 +10,50 @@ import Testing
         AuditEvent(time: f.clock.now, socket: .worker, action: .operation(.get), peerUID: 1000, peerPID: pid)
     }
 
+    func events(_ pids: ClosedRange<Int32>, _ f: StoreFixture) -> [AuditEvent] { pids.map { event($0, f) } }
+
     func journalFile(_ f: StoreFixture, _ index: Int) -> String {
         f.dir.child("data/\(AuditJournal.fileNames[index])")
     }
 
-    @Test func appendedRecordsAreNumberedAndFoldedIntoTheStore() throws {
-        let f = try StoreFixture()
-        let (journal, _) = try AuditJournal.open(store: f.store)
-        let numbered = try journal.append([event(1, f), event(2, f)])
-        #expect(numbered.map(\.sequence) == [1, 2])
-        #expect(journal.pendingCount == 2)
-        // A mutation in between takes the next number from the same counter.
-        try f.store.appendAudit([event(3, f)])
-        #expect(try journal.append([event(4, f)]).map(\.sequence) == [4])
-        let (file, records) = try #require(journal.switchFiles())
-        try f.store.write { try $0.foldAudit(records) }
-        try journal.folded(file)
-        #expect(journal.pendingCount == 0)
-        #expect(try f.store.auditRecords().map(\.peerPID) == [1, 2, 3, 4])
-        #expect(try Data(contentsOf: URL(fileURLWithPath: journalFile(f, file))).isEmpty)
+    /// Folds the journal into the store as the writer does.
+    @discardableResult
+    func fold(_ journal: AuditJournal, _ f: StoreFixture) throws -> Int {
+        try journal.fold { records, through throws(CofferError) in
+            try f.store.write { try $0.foldAudit(records, journalThrough: through) }
+        }
     }
 
-    @Test func whatACrashLeftInTheJournalIsRecoveredAtStart() throws {
+    /// A fold the store refuses, as a full map does.
+    func failedFold(_ journal: AuditJournal) {
+        _ = try? journal.fold { _, _ throws(CofferError) in throw CofferError(.resourceExhausted, "the store is full") }
+    }
+
+    func pids(_ f: StoreFixture) throws -> [Int32] { try f.store.auditRecords(limit: 100_000).map(\.peerPID) }
+
+    @Test func recordsGetGaplessSequencesWhenTheyJoinTheChainWithTheRecordsOfChanges() throws {
+        let f = try StoreFixture()
+        let (journal, _) = try AuditJournal.open(store: f.store)
+        try journal.append([event(1, f), event(2, f)])
+        #expect(journal.pendingCount == 2)
+        f.advance(1)
+        // A change's record waits in the store, in its own transaction, and joins the chain in the same fold.
+        try f.store.appendAudit([event(3, f)])
+        f.advance(1)
+        try journal.append([event(4, f)])
+        #expect(try fold(journal, f) == 3)
+        #expect(journal.pendingCount == 0)
+        let records = try f.store.auditRecords()
+        #expect(records.map(\.peerPID) == [1, 2, 3, 4])
+        #expect(records.map(\.sequence) == [1, 2, 3, 4])
+        #expect(try Data(contentsOf: URL(fileURLWithPath: journalFile(f, 0))).isEmpty)
+    }
+
+    @Test func whatACrashLeftInTheJournalIsRecoveredAtStartAndNumberingGoesOn() throws {
         let f = try StoreFixture()
         var (journal, _) = try AuditJournal.open(store: f.store)
-        _ = try journal.append([event(1, f), event(2, f)])
-        _ = try journal.append([event(3, f)])
+        try journal.append([event(1, f), event(2, f)])
+        try journal.append([event(3, f)])
         journal.close()
         // As after kill -9: nothing was folded. A torn entry follows the last whole one.
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: journalFile(f, 0)))
@@ -48,42 +66,139 @@ import Testing
         #expect(recovery.records == 3)
         #expect(recovery.droppedBytes == 7)
         #expect(try f.store.auditRecords().map(\.sequence) == [1, 2, 3])
-        // Numbering goes on after the recovered records.
-        #expect(try journal.append([event(4, f)]).map(\.sequence) == [4])
+        try journal.append([event(4, f)])
+        try fold(journal, f)
+        #expect(try pids(f) == [1, 2, 3, 4])
+        #expect(f.store.currentMetadata.journalFolded == 4)
     }
 
-    @Test func anEntryThatFailsItsChecksumEndsRecovery() throws {
+    @Test func recordsInBothFilesAreRecoveredWhicheverFileHoldsTheOlder() throws {
+        // The first fold leaves appends on the second file; a fold the store refuses then leaves that file
+        // waiting, older than what goes on in the first. Every record comes back, in order, once.
+        let f = try StoreFixture()
+        var (journal, _) = try AuditJournal.open(store: f.store)
+        try journal.append(events(1...2, f))
+        try fold(journal, f)
+        try journal.append(events(3...5, f))
+        failedFold(journal)
+        try journal.append(events(6...7, f))
+        journal.close()
+        #expect(try Data(contentsOf: URL(fileURLWithPath: journalFile(f, 1))).count > 0)
+        try f.reopen()
+        (journal, _) = try AuditJournal.open(store: f.store)
+        #expect(try pids(f) == Array(1...7))
+        #expect(try f.store.auditRecords().map(\.sequence) == Array(1...7))
+    }
+
+    @Test func aFoldTheStoreRefusesKeepsEveryRecordUntilOneSucceeds() throws {
         let f = try StoreFixture()
         let (journal, _) = try AuditJournal.open(store: f.store)
-        _ = try journal.append([event(1, f)])
-        _ = try journal.append([event(2, f)])
-        journal.close()
-        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: journalFile(f, 0))))
-        bytes[bytes.count - 20] ^= 0x01
-        try Data(bytes).write(to: URL(fileURLWithPath: journalFile(f, 0)))
-        try f.reopen()
-        let (_, recovery) = try AuditJournal.open(store: f.store)
-        #expect(recovery.records == 1)
-        #expect(try f.store.auditRecords().map(\.peerPID) == [1])
+        try journal.append(events(1...3, f))
+        failedFold(journal)
+        try journal.append(events(4...5, f))
+        failedFold(journal)
+        try journal.append(events(6...6, f))
+        #expect(journal.pendingCount == 6)
+        try fold(journal, f)
+        try fold(journal, f)
+        #expect(try pids(f) == Array(1...6))
+        #expect(journal.pendingCount == 0)
     }
 
-    @Test func appendsAreRefusedPastTheLimitOfWhatWaits() throws {
+    @Test func aFoldRepeatedAfterACrashSkipsWhatItFoldedAlready() throws {
         let f = try StoreFixture()
-        let (journal, _) = try AuditJournal.open(store: f.store, maxPending: 3)
-        _ = try journal.append([event(1, f), event(2, f)])
-        let error = cofferError { _ = try journal.append([event(3, f), event(4, f)]) }
-        #expect(error?.code == .resourceExhausted)
-        // Nothing was written and no number was used.
-        #expect(try journal.append([event(3, f)]).map(\.sequence) == [3])
+        var (journal, _) = try AuditJournal.open(store: f.store)
+        try journal.append(events(1...3, f))
+        let before = try Data(contentsOf: URL(fileURLWithPath: journalFile(f, 0)))
+        try fold(journal, f)
+        journal.close()
+        // As if cofferd died after the fold committed and before the file was emptied.
+        try before.write(to: URL(fileURLWithPath: journalFile(f, 0)))
+        try f.reopen()
+        (journal, _) = try AuditJournal.open(store: f.store)
+        #expect(try pids(f) == [1, 2, 3])
+    }
+
+    @Test func aRecordRemovedFromTheJournalRefusesTheStart() throws {
+        let f = try StoreFixture()
+        let (journal, _) = try AuditJournal.open(store: f.store)
+        try journal.append([event(1, f)])
+        try journal.append([event(2, f)])
+        try journal.append([event(3, f)])
+        journal.close()
+        // The middle entry cut out cleanly, as someone without the key could.
+        let bytes = try Array(Data(contentsOf: URL(fileURLWithPath: journalFile(f, 0))))
+        let entry = bytes.count / 3
+        try Data(bytes[0..<entry] + bytes[(2 * entry)...]).write(to: URL(fileURLWithPath: journalFile(f, 0)))
+        try f.reopen()
+        let error = cofferError { _ = try AuditJournal.open(store: f.store) }
+        #expect(error?.code == .dataLoss)
+        #expect(error?.message.contains("lacks records 2 to 2") == true)
+        #expect(try f.store.verificationProblems().contains { $0.message.contains("lacks records 2 to 2") })
+    }
+
+    @Test func anEntryThatFailsItsChecksumWithWholeEntriesAfterItRefusesTheStart() throws {
+        let f = try StoreFixture()
+        let (journal, _) = try AuditJournal.open(store: f.store)
+        try journal.append([event(1, f)])
+        try journal.append([event(2, f)])
+        try journal.append([event(3, f)])
+        journal.close()
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: journalFile(f, 0))))
+        bytes[bytes.count / 2] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: journalFile(f, 0)))
+        try f.reopen()
+        #expect(cofferError { _ = try AuditJournal.open(store: f.store) }?.code == .dataLoss)
+    }
+
+    @Test func appendsPastTheLimitOfWhatWaitsAreRefusedSayingWhyTheStoreRefusesThem() throws {
+        let f = try StoreFixture()
+        let reports = ReportLog()
+        let (journal, _) = try AuditJournal.open(store: f.store, maxPendingBytes: 400, report: reports.add)
+        try journal.append(events(1...2, f))
+        failedFold(journal)
+        var refused: CofferError?
+        for pid in Int32(3)...Int32(100) {
+            refused = cofferError { try journal.append([event(pid, f)]) }
+            if refused != nil { break }
+        }
+        let error = try #require(refused)
+        #expect(error.code == .resourceExhausted)
+        #expect(error.message.contains("the store refuses them: the store is full"))
+        #expect(reports.messages.count == 1)
+        // Nothing of the refused append was written, and no number was used.
+        let waiting = journal.pendingCount
+        try fold(journal, f)
+        #expect(try pids(f).count == waiting)
+        #expect(try f.store.auditRecords().map(\.sequence) == (1...UInt64(waiting)).map { $0 })
     }
 
     @Test func aFailedWriteUsesNoNumberAndSaysWhy() throws {
         let f = try StoreFixture()
         let (journal, _) = try AuditJournal.open(store: f.store)
+        try journal.append([event(1, f)])
+        try fold(journal, f)
         journal.close()
-        let error = cofferError { _ = try journal.append([event(1, f)]) }
+        let error = cofferError { try journal.append([event(2, f)]) }
         #expect(error?.code == .unavailable)
         #expect(error?.message.contains("audit trail cannot be written") == true)
-        #expect(f.store.sequencer.current == 0)
+        try f.reopen()
+        let (reopened, _) = try AuditJournal.open(store: f.store)
+        try reopened.append([event(3, f)])
+        try fold(reopened, f)
+        #expect(try f.store.auditRecords().map(\.sequence) == [1, 2])
+        #expect(f.store.currentMetadata.journalFolded == 2)
     }
+}
+
+/// What a journal reported, for a test to read.
+final class ReportLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var reported: [String] = []
+
+    var add: @Sendable (String, CofferError) -> Void {
+        { [self] message, _ in lock.withLock { reported.append(message) } }
+    }
+
+    var messages: [String] { lock.withLock { reported } }
 }

@@ -210,7 +210,8 @@ import Testing
         for index in 0..<Self.cases {
             let (f, _) = try populated(index)
             let last = f.store.currentMetadata.audit.headSequence
-            let target = StoreKeys.sequence(2 + UInt64(index) % (last - 2))
+            let sequence = 2 + UInt64(index) % (last - 2)
+            let target = StoreKeys.sequence(sequence)
             switch index % 3 {
             case 0:
                 try editing(f) { txn, db in
@@ -221,11 +222,12 @@ import Testing
                 }
                 expectRefused(f, naming: "audit record", "case \(index)")
             case 1:
+                // A record removed is a gap in the numbers, named.
                 try editing(f) { txn, db in _ = try txn.delete(try db("audit"), target) }
-                expectRefused(f, naming: "audit", "case \(index)")
+                expectRefused(f, naming: "audit record \(sequence) is missing", "case \(index)")
             default:
                 try editing(f) { txn, db in _ = try txn.delete(try db("audit"), StoreKeys.sequence(last)) }
-                expectRefused(f, naming: "audit chain ends", "case \(index)")
+                expectRefused(f, naming: "audit record \(last) is missing", "case \(index)")
             }
         }
     }

@@ -130,6 +130,45 @@ struct StorageExhaustionTests {
         #expect(try worker.health().serving)
     }
 
+    @Test func aFloodOfGetsOnAFullMapIsRecordedExactlyOnceAfterKill9AndARestartWithRoom() throws {
+        let dir = TemporaryDirectory(prefix: "cofferd")
+        var daemon = try CofferdProcess(dir: dir, arguments: ["--map-size", "1"])
+        var admin = try CofferAdminClient(socketPath: daemon.adminSocket)
+        let ref = try ConnectionRef(parsing: "generic/aws-prod")
+        try admin.put(ref, values: try secrets(["secret": "s"]))
+        try admin.grant(try WorkflowName("w"), ref)
+        let token = try admin.issueToken(for: try WorkflowName("w"), ttl: .seconds(600)).token
+        var full = false
+        for index in 0..<64 where !full {
+            do {
+                try admin.put(
+                    try ConnectionRef(parsing: "generic/http-filler\(index)"),
+                    values: try secrets(["v": String(repeating: "x", count: 60_000)])
+                )
+            } catch {
+                full = (error as? CofferError)?.code == .resourceExhausted
+            }
+        }
+        #expect(full)
+        // Each answered only once its record is written to the journal, where it waits on disk for room
+        // (benchmarks/faults.py floods far more).
+        let worker = try CofferWorkerClient(socketPath: daemon.workerSocket)
+        let served = gets(worker, ref, token, count: 10_000)
+        #expect(served.ok == 10_000)
+        daemon.stop(signal: SIGKILL)
+        daemon = try CofferdProcess(dir: dir, arguments: ["--map-size", "256"])
+        admin = try CofferAdminClient(socketPath: daemon.adminSocket)
+        let records = try trail(admin)
+        #expect(records.filter { $0.operation == .get && $0.outcome == .ok }.count == served.ok)
+        #expect(records.map(\.sequence) == Array(1...UInt64(records.count)))
+        daemon.stop()
+        let verified = try BuiltProducts.run(
+            BuiltProducts.path("cofferd"),
+            ["verify", "--data-dir", daemon.dataDirectory]
+        )
+        #expect(verified.status == 0, "\(verified.stderr)")
+    }
+
     func trail(_ admin: CofferAdminClient) throws -> [AuditEvent] {
         var records: [AuditEvent] = []
         var after: UInt64 = 0

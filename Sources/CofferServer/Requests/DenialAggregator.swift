@@ -75,7 +75,7 @@ final class DenialAggregator: Sendable {
         var event = bucket.event
         event.count = bucket.count.withLock { $0 }
         do throws(CofferError) {
-            _ = try journal.append([event])
+            try journal.append([event])
             bucket.written.succeed(nil)
         } catch {
             bucket.written.succeed(error)

@@ -133,7 +133,7 @@ final class Turn {
         }
         pipeline.configuration.metrics?.auditBatchWritten(records.count)
         do throws(CofferError) {
-            _ = try pipeline.journal.append(records)
+            try pipeline.journal.append(records)
         } catch {
             // Fail closed: what these records were for is withheld, and the caller is told why.
             let withheld = pipeline.reported(error, operation: nil)

@@ -255,7 +255,7 @@ final class WatchSession: @unchecked Sendable {
         if let record {
             // A value never leaves without its record.
             do throws(CofferError) {
-                _ = try pipeline.journal.append([record])
+                try pipeline.journal.append([record])
             } catch {
                 return end("the audit record of a delivery could not be written; no value was sent")
             }

@@ -229,29 +229,18 @@ public final class CommitQueue: @unchecked Sendable {
         return (taken, fold, state == .stopping)
     }
 
-    /// Moves the journal's records into the store in one synced transaction, then empties the journal file
-    /// they came from. On failure they stay in the journal and come back next time.
+    /// Moves the journal's records into the store (a synced transaction per chunk), oldest first, and the
+    /// records of changes waiting in the store with them. On failure they stay in the journal and come back
+    /// next time.
     private func foldJournal() {
-        // The file a failed fold left first, then the one appends switch away from, once: appends go on
-        // meanwhile, and what they add waits for the next fold. The records of changes waiting in the store go
-        // with the first, or alone.
-        var folded = false
-        for take in [journal.leftover, journal.switchFiles] {
-            guard let (file, records) = take() else { continue }
-            do throws(CofferError) {
-                try store.write { writer in try writer.foldAudit(records) }
-                try journal.folded(file)
-                folded = true
-            } catch {
-                log("audit records could not be moved from the journal into the store", error)
-                return
-            }
-        }
-        guard !folded, store.hasPendingAudit else { return }
         do throws(CofferError) {
+            let folded = try journal.fold { records, through throws(CofferError) in
+                try store.write { writer in try writer.foldAudit(records, journalThrough: through) }
+            }
+            guard folded == 0, store.hasPendingAudit else { return }
             try store.write { writer in try writer.foldAudit([]) }
         } catch {
-            log("audit records could not be moved into the audit chain", error)
+            log("audit records could not be moved from the journal into the store", error)
         }
     }
 
@@ -308,7 +297,7 @@ public final class CommitQueue: @unchecked Sendable {
     private func failAll(_ batch: [Job], _ error: CofferError) {
         let records = batch.compactMap { $0.failureRecord(error) }
         do throws(CofferError) {
-            _ = try journal.append(records)
+            try journal.append(records)
         } catch let journalError {
             log("the audit records of failed mutations could not be written", journalError)
         }

@@ -196,6 +196,27 @@ nonisolated struct Coffer_Storage_V1_Metadata: @unchecked Sendable {
     set {_uniqueStorage()._lastSyncUnixMs = newValue}
   }
 
+  /// The audit journal's number of the last record folded into the audit chain: a fold repeated after a crash
+  /// skips what it folded already.
+  var journalFolded: UInt64 {
+    get {_storage._journalFolded}
+    set {_uniqueStorage()._journalFolded = newValue}
+  }
+
+  /// Set once the journal numbers its records itself. Before, journal entries carried their sequence in the
+  /// chain, and a fold skipped those at or below audit_head_sequence.
+  var journalNumbered: Bool {
+    get {_storage._journalNumbered}
+    set {_uniqueStorage()._journalNumbered = newValue}
+  }
+
+  /// Audit records after this sequence follow one another without gaps (a gap is a removed record). Records at
+  /// or below it may have gaps: builds before journal numbering gave numbers that a failed write then lost.
+  var auditGaplessAfter: UInt64 {
+    get {_storage._auditGaplessAfter}
+    set {_uniqueStorage()._auditGaplessAfter = newValue}
+  }
+
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
   init() {}
@@ -372,8 +393,9 @@ nonisolated struct Coffer_Storage_V1_TokenRecord: Sendable {
   init() {}
 }
 
-/// One audit record, under its sequence number (8 bytes, big-endian) in the "audit" database. Never a value
-/// or a token.
+/// One audit record, under its sequence number (8 bytes, big-endian) in the "audit" database, or waiting for a
+/// fold under its place in line (8 bytes, big-endian) in "audit_pending". Sequence numbers are given when a
+/// record joins the chain, one after another without gaps. Never a value or a token.
 nonisolated struct Coffer_Storage_V1_AuditEntry: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -403,6 +425,10 @@ nonisolated struct Coffer_Storage_V1_AuditEntry: Sendable {
   /// How many requests the record stands for: repeated denials of one peer within an interval share one
   /// record. 0 in records written before counting existed, which stand for one.
   var count: UInt32 = 0
+
+  /// Where the record stood in line when it was taken, while it waits (in the journal or in "audit_pending"):
+  /// a fold merges the two by it. 0 in the chain.
+  var order: UInt64 = 0
 
   var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -483,7 +509,7 @@ nonisolated extension Coffer_Storage_V1_ChangeKind: SwiftProtobuf._ProtoNameProv
 
 nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".Metadata"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}format_version\0\u{3}key_id\0\u{3}key_check\0\u{3}created_unix_ms\0\u{3}write_generation\0\u{1}summaries\0\u{3}audit_head_sequence\0\u{3}audit_head_link\0\u{3}audit_start_link\0\u{1}generations\0\u{3}active_generation\0\u{1}rotation\0\u{3}audit_count\0\u{1}revision\0\u{3}changes_first\0\u{3}log_link\0\u{3}last_sync_unix_ms\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}format_version\0\u{3}key_id\0\u{3}key_check\0\u{3}created_unix_ms\0\u{3}write_generation\0\u{1}summaries\0\u{3}audit_head_sequence\0\u{3}audit_head_link\0\u{3}audit_start_link\0\u{1}generations\0\u{3}active_generation\0\u{1}rotation\0\u{3}audit_count\0\u{1}revision\0\u{3}changes_first\0\u{3}log_link\0\u{3}last_sync_unix_ms\0\u{3}journal_folded\0\u{3}journal_numbered\0\u{3}audit_gapless_after\0")
 
   fileprivate class _StorageClass {
     var _formatVersion: UInt32 = 0
@@ -503,6 +529,9 @@ nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftPr
     var _changesFirst: UInt64 = 0
     var _logLink: Data = Data()
     var _lastSyncUnixMs: Int64 = 0
+    var _journalFolded: UInt64 = 0
+    var _journalNumbered: Bool = false
+    var _auditGaplessAfter: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -530,6 +559,9 @@ nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftPr
       _changesFirst = source._changesFirst
       _logLink = source._logLink
       _lastSyncUnixMs = source._lastSyncUnixMs
+      _journalFolded = source._journalFolded
+      _journalNumbered = source._journalNumbered
+      _auditGaplessAfter = source._auditGaplessAfter
     }
   }
 
@@ -565,6 +597,9 @@ nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftPr
         case 15: try { try decoder.decodeSingularUInt64Field(value: &_storage._changesFirst) }()
         case 16: try { try decoder.decodeSingularBytesField(value: &_storage._logLink) }()
         case 17: try { try decoder.decodeSingularInt64Field(value: &_storage._lastSyncUnixMs) }()
+        case 18: try { try decoder.decodeSingularUInt64Field(value: &_storage._journalFolded) }()
+        case 19: try { try decoder.decodeSingularBoolField(value: &_storage._journalNumbered) }()
+        case 20: try { try decoder.decodeSingularUInt64Field(value: &_storage._auditGaplessAfter) }()
         default: break
         }
       }
@@ -624,6 +659,15 @@ nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftPr
       if _storage._lastSyncUnixMs != 0 {
         try visitor.visitSingularInt64Field(value: _storage._lastSyncUnixMs, fieldNumber: 17)
       }
+      if _storage._journalFolded != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._journalFolded, fieldNumber: 18)
+      }
+      if _storage._journalNumbered != false {
+        try visitor.visitSingularBoolField(value: _storage._journalNumbered, fieldNumber: 19)
+      }
+      if _storage._auditGaplessAfter != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._auditGaplessAfter, fieldNumber: 20)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -650,6 +694,9 @@ nonisolated extension Coffer_Storage_V1_Metadata: SwiftProtobuf.Message, SwiftPr
         if _storage._changesFirst != rhs_storage._changesFirst {return false}
         if _storage._logLink != rhs_storage._logLink {return false}
         if _storage._lastSyncUnixMs != rhs_storage._lastSyncUnixMs {return false}
+        if _storage._journalFolded != rhs_storage._journalFolded {return false}
+        if _storage._journalNumbered != rhs_storage._journalNumbered {return false}
+        if _storage._auditGaplessAfter != rhs_storage._auditGaplessAfter {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1026,7 +1073,7 @@ nonisolated extension Coffer_Storage_V1_TokenRecord: SwiftProtobuf.Message, Swif
 
 nonisolated extension Coffer_Storage_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   static let protoMessageName: String = _protobuf_package + ".AuditEntry"
-  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_unix_ms\0\u{1}socket\0\u{1}operation\0\u{1}connection\0\u{1}workflow\0\u{3}token_id\0\u{3}run_id\0\u{3}peer_uid\0\u{3}peer_pid\0\u{1}outcome\0\u{1}count\0")
+  static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}time_unix_ms\0\u{1}socket\0\u{1}operation\0\u{1}connection\0\u{1}workflow\0\u{3}token_id\0\u{3}run_id\0\u{3}peer_uid\0\u{3}peer_pid\0\u{1}outcome\0\u{1}count\0\u{1}order\0")
 
   mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1045,6 +1092,7 @@ nonisolated extension Coffer_Storage_V1_AuditEntry: SwiftProtobuf.Message, Swift
       case 9: try { try decoder.decodeSingularInt32Field(value: &self.peerPid) }()
       case 10: try { try decoder.decodeSingularInt32Field(value: &self.outcome) }()
       case 11: try { try decoder.decodeSingularUInt32Field(value: &self.count) }()
+      case 12: try { try decoder.decodeSingularUInt64Field(value: &self.order) }()
       default: break
       }
     }
@@ -1084,6 +1132,9 @@ nonisolated extension Coffer_Storage_V1_AuditEntry: SwiftProtobuf.Message, Swift
     if self.count != 0 {
       try visitor.visitSingularUInt32Field(value: self.count, fieldNumber: 11)
     }
+    if self.order != 0 {
+      try visitor.visitSingularUInt64Field(value: self.order, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1099,6 +1150,7 @@ nonisolated extension Coffer_Storage_V1_AuditEntry: SwiftProtobuf.Message, Swift
     if lhs.peerPid != rhs.peerPid {return false}
     if lhs.outcome != rhs.outcome {return false}
     if lhs.count != rhs.count {return false}
+    if lhs.order != rhs.order {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -63,7 +63,7 @@ struct StoreVerifier {
                 }
             }
             let waiting = try txn.bounds(tables.audit.pending).map { StoreKeys.sequence(of: $0.last) } ?? 0
-            store.sequencer.raise(to: max(metadata.audit.headSequence, waiting))
+            store.auditOrder.raise(to: waiting)
             return (problems, records, txn.snapshot)
         }
     }

@@ -9,12 +9,14 @@ import Synchronization
 /// its deadline.
 public enum LogDeadline {
     /// Runs `operation`, cancelled and UNAVAILABLE after `limit`.
+    /// `shown` is the deadline the message names, when `limit` is what is left of it.
     public static func run<T: Sendable>(
         _ limit: Duration,
         _ what: String,
+        shown: Duration? = nil,
         _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        guard limit > .zero else { throw expired(what, limit) }
+        guard limit > .zero else { throw expired(what, shown ?? limit) }
         return try await withThrowingTaskGroup(of: Outcome<T>.self) { group in
             group.addTask { .done(try await operation()) }
             group.addTask {
@@ -24,7 +26,7 @@ public enum LogDeadline {
             defer { group.cancelAll() }
             switch try await group.next() {
             case .done(let value)?: return value
-            case .expired?, nil: throw expired(what, limit)
+            case .expired?, nil: throw expired(what, shown ?? limit)
             }
         }
     }
@@ -34,20 +36,25 @@ public enum LogDeadline {
     public static func wait<T: Sendable>(
         _ limit: Duration,
         _ what: String,
+        shown: Duration? = nil,
         _ operation: @escaping @Sendable () async throws -> T
     ) throws -> T {
         let result = Mutex<Result<T, any Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
         Task {
             let outcome: Result<T, any Error>
-            do { outcome = .success(try await run(limit, what, operation)) } catch { outcome = .failure(error) }
+            do {
+                outcome = .success(try await run(limit, what, shown: shown, operation))
+            } catch {
+                outcome = .failure(error)
+            }
             result.withLock { $0 = outcome }
             done.signal()
         }
         // A log that ignores cancellation still cannot hold the writer past its deadline by more than a moment.
         let backstop = DispatchTime.now() + .nanoseconds(Int(limit.nanoseconds) + 1_000_000_000)
         guard done.wait(timeout: backstop) == .success, let outcome = result.withLock({ $0 }) else {
-            throw expired(what, limit)
+            throw expired(what, shown ?? limit)
         }
         return try outcome.get()
     }

@@ -140,7 +140,7 @@ extension ConnectionStore {
             try cluster.status.checkWriting()
             let position = LogPosition(revision: before.revision, link: Array(before.logLink))
             do {
-                try LogDeadline.wait(deadline - .now, "a write") {
+                try LogDeadline.wait(deadline - .now, "a write", shown: cluster.writeDeadline) {
                     try await cluster.log.append(entry, after: position)
                 }
             } catch let refusal as LogRefusal {
@@ -225,7 +225,7 @@ extension ConnectionStore {
             let position = logPosition
             let slice: LogSlice
             do {
-                slice = try LogDeadline.wait(deadline - .now, "a read") {
+                slice = try LogDeadline.wait(deadline - .now, "a read", shown: cluster.writeDeadline) {
                     try await cluster.log.read(after: position.revision, limit: 512)
                 }
             } catch {

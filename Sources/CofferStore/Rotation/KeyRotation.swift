@@ -27,7 +27,7 @@ extension StoreWriter {
         txn.ledger?.metadata(from: store.currentMetadata) ?? store.currentMetadata
     }
 
-    private func editMetadata(_ edit: @escaping (inout Coffer_Storage_V1_Metadata) -> Void) throws {
+    func editMetadata(_ edit: @escaping (inout Coffer_Storage_V1_Metadata) -> Void) throws {
         guard let ledger = txn.ledger else {
             throw CofferError(.internal, "key generations change only in an authenticated write")
         }

@@ -9,15 +9,19 @@ struct AuditChain: Equatable {
     var headLink: [UInt8] = KeyRing.firstAuditLink
     var startLink: [UInt8] = KeyRing.firstAuditLink
     var count: UInt64 = 0
+    /// Records after this sequence follow one another without gaps; `.max` in a store from before that held.
+    var gaplessAfter: UInt64 = 0
 }
 
 /// The audit trail: a keyed hash chain of records under their sequence numbers, oldest first, at most
 /// `maxRecords` of them (the oldest are dropped, and the chain's start moves with them).
 ///
-/// Records reach the chain only in sequence order, in a fold: the records of changes wait in `pending` (an
-/// authenticated table, written in each change's own transaction), the records of everything else in the
-/// journal, and a fold moves both into the chain. A record's link covers the link before it, so an edited,
-/// removed or reordered record breaks the chain, and a cut-off end no longer meets the head the metadata holds.
+/// Records reach the chain only in a fold, which gives them their sequence numbers, one after another: the
+/// records of changes wait in `pending` (an authenticated table, written in each change's own transaction,
+/// under their place in line), the records of everything else in the journal, and a fold moves both into the
+/// chain in one transaction. A record's link covers the link before it, so an edited, removed or reordered
+/// record breaks the chain, a removed one leaves a gap in the numbers, and a cut-off end no longer meets the head
+/// the metadata holds.
 struct AuditLog {
     let db: Database
     let pending: Database
@@ -26,39 +30,36 @@ struct AuditLog {
     /// Bytes after each record: its link.
     static let linkLength = KeyRing.tagLength
 
-    /// Writes a change's record to wait for the next fold, in the change's transaction.
-    func appendPending(_ event: AuditEvent, _ txn: Transaction) throws {
-        precondition(event.sequence > 0, "an audit record is stored under its sequence number")
-        try txn.putRecord(pending, StoreKeys.sequence(event.sequence), try Self.entry(event).serializedBytes())
+    /// Writes a change's record to wait for the next fold, in the change's transaction, under its place in line.
+    func appendPending(_ event: AuditEvent, order: UInt64, _ txn: Transaction) throws {
+        try txn.putRecord(pending, StoreKeys.sequence(order), try Self.entry(event).serializedBytes())
     }
 
-    /// The waiting records of changes, in sequence order.
-    func pendingRecords(_ txn: Transaction) throws -> [AuditEvent] {
-        var events: [AuditEvent] = []
+    /// The waiting records of changes, in line.
+    func pendingRecords(_ txn: Transaction) throws -> [(order: UInt64, event: AuditEvent)] {
+        var events: [(UInt64, AuditEvent)] = []
         try txn.scanRecords(pending) { key, value in
-            events.append(
-                try Self.event(StoreKeys.sequence(of: key), try Coffer_Storage_V1_AuditEntry(serializedBytes: value))
-            )
+            let order = StoreKeys.sequence(of: key)
+            events.append((order, try Self.event(order, try Coffer_Storage_V1_AuditEntry(serializedBytes: value))))
             return true
         }
         return events
     }
 
-    /// The highest sequence number in the chain or waiting.
-    func lastSequence(_ chain: AuditChain, _ txn: Transaction) throws -> UInt64 {
-        let waiting = try txn.bounds(pending).map { StoreKeys.sequence(of: $0.last) } ?? 0
-        return max(chain.headSequence, waiting)
-    }
-
-    /// Moves `journaled` and every waiting record of a change into the chain, in sequence order, then drops
-    /// the oldest records past the limit. Records already in the chain (a fold repeated after a crash) are
-    /// skipped. Returns where the chain now stands.
-    func fold(_ journaled: [AuditEvent], chain: AuditChain, keys: KeyRing, _ txn: Transaction) throws -> AuditChain {
+    /// Moves `journaled` (in journal order) and every waiting record of a change into the chain, the two merged
+    /// in the order they were taken, numbering them from the chain's head on, then drops the oldest records past
+    /// the limit. Returns where the chain now stands.
+    func fold(
+        _ journaled: [(order: UInt64, event: AuditEvent)],
+        chain: AuditChain,
+        keys: KeyRing,
+        _ txn: Transaction
+    ) throws -> AuditChain {
         let waiting = try pendingRecords(txn)
-        for event in waiting { try txn.deleteRecord(pending, StoreKeys.sequence(event.sequence)) }
+        for (order, _) in waiting { try txn.deleteRecord(pending, StoreKeys.sequence(order)) }
         var chain = chain
-        for event in (journaled + waiting).sorted(by: { $0.sequence < $1.sequence })
-        where event.sequence > chain.headSequence {
+        for var event in Self.merged(journaled, waiting) {
+            event.sequence = chain.headSequence + 1
             let entry: [UInt8] = try Self.entry(event).serializedBytes()
             let link = keys.auditLink(previous: chain.headLink, sequence: event.sequence, entry: entry[...])
             try txn.put(db, StoreKeys.sequence(event.sequence), entry + link)
@@ -67,6 +68,26 @@ struct AuditLog {
             chain.count += 1
         }
         return try trim(chain, txn)
+    }
+
+    /// Two lists each in line, merged in line.
+    static func merged(
+        _ first: [(order: UInt64, event: AuditEvent)],
+        _ second: [(order: UInt64, event: AuditEvent)]
+    ) -> [AuditEvent] {
+        var merged: [AuditEvent] = []
+        merged.reserveCapacity(first.count + second.count)
+        var (i, j) = (0, 0)
+        while i < first.count || j < second.count {
+            if j == second.count || (i < first.count && first[i].order <= second[j].order) {
+                merged.append(first[i].event)
+                i += 1
+            } else {
+                merged.append(second[j].event)
+                j += 1
+            }
+        }
+        return merged
     }
 
     /// Drops the oldest records past the limit; the link of the last one dropped becomes the chain's start.
@@ -110,11 +131,15 @@ struct AuditLog {
         return count
     }
 
-    /// Walks the whole chain and names the first record that breaks it.
+    /// Walks the whole chain and names the first record that breaks it: an edited or reordered record (its link),
+    /// a removed one (a gap in the numbers, or a link that no longer follows), a cut-off end (the head).
     func verify(_ chain: AuditChain, keys: KeyRing, _ txn: Transaction) throws(CofferError) {
         var previous = chain.startLink
         var last: UInt64 = 0
         var count: UInt64 = 0
+        // The oldest kept record, when every kept record is numbered without gaps.
+        let first = chain.headSequence >= chain.count ? chain.headSequence - chain.count + 1 : 1
+        let expectFirst = chain.count > 0 && first > chain.gaplessAfter
         do {
             try txn.scan(db) { key, value in
                 let sequence = StoreKeys.sequence(of: key)
@@ -123,6 +148,10 @@ struct AuditLog {
                         .dataLoss,
                         "audit record \(sequence) is malformed or out of order: the store was altered"
                     )
+                }
+                let expected = last == 0 ? (expectFirst ? first : nil) : (last >= chain.gaplessAfter ? last + 1 : nil)
+                if let expected, sequence != expected {
+                    throw Self.missing(expected, sequence - 1)
                 }
                 let entry = value.dropLast(Self.linkLength)
                 let link = Array(value.suffix(Self.linkLength))
@@ -143,6 +172,9 @@ struct AuditLog {
         } catch {
             throw CofferError(.dataLoss, "the audit trail cannot be read", cause: error)
         }
+        if last < chain.headSequence, last >= chain.gaplessAfter || (last == 0 && expectFirst) {
+            throw Self.missing(last == 0 ? first : last + 1, chain.headSequence)
+        }
         guard count == chain.count, last == chain.headSequence || count == 0,
             ConstantTime.equals(previous, chain.headLink)
         else {
@@ -153,8 +185,19 @@ struct AuditLog {
         }
     }
 
-    static func entry(_ event: AuditEvent) -> Coffer_Storage_V1_AuditEntry {
+    private static func missing(_ from: UInt64, _ to: UInt64) -> CofferError {
+        CofferError(
+            .dataLoss,
+            from == to
+                ? "audit record \(from) is missing from the audit chain: it was removed"
+                : "audit records \(from) to \(to) are missing from the audit chain: they were removed"
+        )
+    }
+
+    /// The stored form of a record; `order` only while it waits (0 in the chain).
+    static func entry(_ event: AuditEvent, order: UInt64 = 0) -> Coffer_Storage_V1_AuditEntry {
         var entry = Coffer_Storage_V1_AuditEntry()
+        entry.order = order
         entry.timeUnixMs = event.time.unixMillis
         entry.socket = event.socket.rawValue
         entry.operation = event.action.name

@@ -71,6 +71,7 @@ struct MetadataTable {
             return summary
         }
         record.audit = AuditChain()
+        record.journalNumbered = true
         return record
     }
 }
@@ -83,7 +84,8 @@ extension Coffer_Storage_V1_Metadata {
                 headSequence: auditHeadSequence,
                 headLink: auditHeadLink.isEmpty ? KeyRing.firstAuditLink : Array(auditHeadLink),
                 startLink: auditStartLink.isEmpty ? KeyRing.firstAuditLink : Array(auditStartLink),
-                count: auditCount
+                count: auditCount,
+                gaplessAfter: journalNumbered ? auditGaplessAfter : .max
             )
         }
         set {
