@@ -152,7 +152,10 @@ extension ConnectionStore {
         do { usage = try env.usage() } catch { throw failure(error) }
         return try read(tolerant: true) { reader in
             let txn = reader.txn
-            let record = currentMetadata
+            // The metadata of the same snapshot as the counts (another process may serve the store).
+            guard case .format2(let record)? = try tables.meta.read(keys: keys, txn) else {
+                throw CofferError(.dataLoss, "the store's metadata record is missing")
+            }
             return StoreStatus(
                 formatVersion: record.formatVersion,
                 keyID: keys.keyID,

@@ -4,6 +4,18 @@ import Foundation
 import SwiftProtobuf
 import Synchronization
 
+/// What a process opens a store for.
+public enum StoreAccess: Sendable {
+    /// cofferd serving it, the only writer: verified at open, a format-1 store migrated, and every later read
+    /// checked against the map of what it wrote.
+    case serving
+    /// A tool beside whoever serves it (`cofferd status`, `backup`): verified at open in one snapshot, and read
+    /// as it is after that; it takes no write and keeps no map, so another process's writes are not alterations.
+    case inspecting
+    /// `cofferd verify`, which lists every problem itself: opened without checking anything.
+    case unverified
+}
+
 /// The sealed connection store: connections, grants, workflow tokens and the audit trail in one LMDB
 /// environment, each kept by its own table type, behind this one facade.
 ///
@@ -112,14 +124,17 @@ public final class ConnectionStore: Sendable {
     }
 
     /// Opens an existing store: refuses it when `keys` come from another master key or its format is unknown,
-    /// migrates a store of format 1, and verifies every record, the summary and the audit chain (DATA_LOSS
-    /// naming what failed).
+    /// and, unless `access` says otherwise, verifies every record, the summary and the audit chain in one
+    /// snapshot (DATA_LOSS naming what failed). Only a store opened to serve migrates a store of format 1 and
+    /// takes writes.
     public static func open(
         _ configuration: StoreConfiguration,
         keys: KeyRing,
-        verifying: Bool = true
+        access: StoreAccess = .serving
     ) throws(CofferError) -> ConnectionStore {
         let store = try ConnectionStore(configuration: configuration, keys: keys)
+        store.access = access
+        let verifying = access != .unverified
         let directory = configuration.directory
         do throws(CofferError) {
             let stored = try store.raw { txn in try store.tables.meta.read(keys: keys, txn) }
@@ -132,7 +147,7 @@ public final class ConnectionStore: Sendable {
                 )
             case .format1(let old)?:
                 try store.checkKey(old, keys: keys)
-                guard verifying else {
+                guard access == .serving else {
                     throw CofferError(
                         .failedPrecondition,
                         "the store in \(directory) has format 1, which predates its authentication; cofferd serve migrates it"
@@ -145,7 +160,7 @@ public final class ConnectionStore: Sendable {
             }
             store.authority.keys = record.keyRing(from: keys)
             store.metadata.withLock { $0 = record }
-            if verifying { try StoreVerifier(store: store).verify() }
+            if verifying { try StoreVerifier(store: store).verify(keepingMap: access == .serving) }
         } catch {
             store.close()
             throw error
@@ -220,6 +235,9 @@ public final class ConnectionStore: Sendable {
         return integrity && authority.isStale(snapshot)
     }
 
+    /// What this process opened the store for; set once, before anyone else sees the store.
+    nonisolated(unsafe) private(set) var access = StoreAccess.serving
+
     /// Runs `body` in one write transaction, which commits (with the metadata record updated) and syncs when it
     /// returns and is undone when it throws. When the map is full, it grows (up to `configuration.mapSize`, or
     /// by `configuration.reserve` beyond it when `usingReserve`, for writes that make room or take access away)
@@ -230,6 +248,9 @@ public final class ConnectionStore: Sendable {
         queued: ContinuousClock.Instant? = nil,
         _ body: (StoreWriter) throws -> R
     ) throws(CofferError) -> R {
+        guard access == .serving else {
+            throw CofferError(.failedPrecondition, "the store was opened to be read, not written")
+        }
         writeLock.lock()
         defer { writeLock.unlock() }
         if let cluster = cluster.withLock({ $0 }) {

@@ -61,12 +61,12 @@ public struct DataDirectory: Sendable {
 
     /// Opens the store in this directory with the key at `keyFile` (the directory's own by default), after
     /// checking the directory's and the key file's permissions.
-    /// With `verifying` false the store is opened without its start-up verification (and a store of format 1
-    /// is not migrated): for `cofferd verify`, which then lists every problem itself.
+    /// `access` says what for: cofferd serving it, a tool beside it, or `cofferd verify` (which lists every
+    /// problem itself).
     public func open(
         keyFile: String? = nil,
         configuration: StoreConfiguration? = nil,
-        verifying: Bool = true
+        access: StoreAccess = .serving
     ) throws(CofferError)
         -> ConnectionStore
     {
@@ -104,7 +104,7 @@ public struct DataDirectory: Sendable {
         return try ConnectionStore.open(
             configuration ?? StoreConfiguration(directory: path),
             keys: KeyRing(master: master),
-            verifying: verifying
+            access: access
         )
     }
 

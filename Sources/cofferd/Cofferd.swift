@@ -79,7 +79,7 @@ extension Cofferd {
         func run() throws {
             try Cofferd.reporter.run {
                 let store = try DataDirectory(data.dataDirectory)
-                    .open(keyFile: data.keyFile, configuration: data.storeConfiguration)
+                    .open(keyFile: data.keyFile, configuration: data.storeConfiguration, access: .inspecting)
                 defer { store.close() }
                 let status = try store.status()
                 print("data directory: \(data.dataDirectory)")
@@ -118,7 +118,7 @@ extension Cofferd {
         func run() throws {
             try Cofferd.reporter.run {
                 let store = try DataDirectory(data.dataDirectory)
-                    .open(keyFile: data.keyFile, configuration: data.storeConfiguration, verifying: false)
+                    .open(keyFile: data.keyFile, configuration: data.storeConfiguration, access: .unverified)
                 defer { store.close() }
                 let problems = try store.verificationProblems()
                 for problem in problems {

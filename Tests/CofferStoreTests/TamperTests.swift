@@ -278,7 +278,7 @@ import Testing
     @Test func anUntamperedStoreVerifies() throws {
         let (f, _) = try populated(0)
         f.store.close()
-        f.store = try f.dataDirectory.open(configuration: f.configuration(), verifying: false)
+        f.store = try f.dataDirectory.open(configuration: f.configuration(), access: .unverified)
         #expect(try f.store.verificationProblems().isEmpty)
         f.store.close()
         f.store = try f.dataDirectory.open(configuration: f.configuration())

@@ -81,12 +81,51 @@ import Testing
         let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
         let secret = [try FieldName("key"): SecretBytes(utf8: "value")]
         try admin.put(try ConnectionRef(parsing: "generic/aws-first"), values: secret)
-        let beside = try DataDirectory(daemon.dataDirectory).open(verifying: false)
+        let beside = try DataDirectory(daemon.dataDirectory).open(access: .unverified)
         defer { beside.close() }
         try admin.put(try ConnectionRef(parsing: "generic/aws-second"), values: secret)
         try admin.grant(try WorkflowName("deploy"), try ConnectionRef(parsing: "generic/aws-second"))
         #expect(try beside.verificationProblems().map(\.message) == [])
         #expect(try beside.status().connections == 2)
+        #expect(daemon.stop() == 0)
+    }
+
+    /// `cofferd status`, `verify` and `backup`, each run again and again beside a cofferd that overwrites one
+    /// connection and serves Gets of it without pause: none may take the other process's writes for alterations.
+    @Test func theOfflineToolsBesideAWritingCofferdRaiseNoFalseAlarm() throws {
+        let dir = TemporaryDirectory(prefix: "beside")
+        let daemon = try CofferdProcess(dir: dir)
+        let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
+        let ref = try ConnectionRef(parsing: "generic/aws-busy")
+        try admin.put(ref, values: [try FieldName("v"): SecretBytes(utf8: "0")])
+        try admin.grant(try WorkflowName("deploy"), ref)
+        let token = try admin.issueToken(for: try WorkflowName("deploy"), ttl: .seconds(3600)).token
+        let stop = Flag()
+        let load = Thread {
+            let worker = try? CofferWorkerClient(socketPath: daemon.workerSocket)
+            let writer = try? CofferAdminClient(socketPath: daemon.adminSocket)
+            var n = 0
+            while !stop.isSet {
+                n += 1
+                _ = try? writer?.overwrite(ref, values: [try FieldName("v"): SecretBytes(utf8: "\(n)")])
+                for _ in 0..<4 { _ = try? worker?.get(ref, token: token) }
+            }
+            stop.done()
+        }
+        load.start()
+        var alarms: [String] = []
+        for round in 0..<8 {
+            for tool in [["status"], ["verify"], ["backup", "--to", dir.child("b\(round)")]] {
+                let run = try BuiltProducts.run(
+                    "cofferd",
+                    [tool[0], "--data-dir", daemon.dataDirectory] + tool.dropFirst()
+                )
+                if run.status != 0 { alarms.append("\(tool[0]): \(run.status) \(run.stderr)") }
+            }
+        }
+        stop.set()
+        stop.waitDone()
+        #expect(alarms == [])
         #expect(daemon.stop() == 0)
     }
 }

@@ -28,7 +28,7 @@ extension DataDirectory {
         if FileManager.default.fileExists(atPath: file) {
             throw CofferError(.alreadyExists, "\(file) exists; a backup never replaces a file")
         }
-        let store = try open(keyFile: keyFile, configuration: configuration)
+        let store = try open(keyFile: keyFile, configuration: configuration, access: .inspecting)
         defer { store.close() }
         let staging = file + ".partial-\(getpid())"
         guard mkdir(staging, 0o700) == 0 else {

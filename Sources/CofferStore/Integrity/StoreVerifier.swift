@@ -8,11 +8,12 @@ import Foundation
 struct StoreVerifier {
     let store: ConnectionStore
 
-    /// Verifies the store and starts the map of what cofferd wrote; DATA_LOSS with the first problem.
-    func verify() throws(CofferError) {
+    /// Verifies the store and, for the process that serves it, starts the map of what cofferd wrote; DATA_LOSS
+    /// with the first problem.
+    func verify(keepingMap: Bool = true) throws(CofferError) {
         let (problems, records, transaction) = try check(stopAtFirst: true)
         if let first = problems.first { throw first }
-        store.authority.start(with: records, transaction: transaction)
+        if keepingMap { store.authority.start(with: records, transaction: transaction) }
     }
 
     /// Every problem found, each naming the record or table (never a value).
