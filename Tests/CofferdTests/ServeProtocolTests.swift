@@ -160,6 +160,27 @@ import Testing
         #expect(try CofferAdminClient(socketPath: daemon.adminSocket).list().isEmpty)
     }
 
+    @Test func clientsHoldingHalfAFrameMakeRoomForANewWorkerAsIdleOnesDo() throws {
+        let daemon = try CofferdProcess(arguments: [
+            "--max-worker-clients", "16", "--max-worker-clients-per-uid", "16", "--read-timeout", "600",
+        ])
+        // Each sends the length of a frame and one byte of it, then nothing: more of them than there are places.
+        var stuck: [CofferSocket] = []
+        for _ in 0..<24 {
+            let client = try CofferSocket(socketPath: daemon.workerSocket, timeout: .milliseconds(500))
+            try client.writeRaw([16, 0x08])
+            stuck.append(client)
+        }
+        let fresh = try CofferSocket(socketPath: daemon.workerSocket)
+        #expect(try fresh.health().serving)
+        // Those closed to make room were told why; the others still wait for the rest of their frame.
+        let notices = stuck.filter { client in
+            guard let notice = try? client.readResponse() else { return false }
+            return notice.status.code == .unavailable && notice.status.message.contains("to admit another")
+        }
+        #expect(notices.count == 9)
+    }
+
     @Test func sigtermWithAnIdleClientExitsAndDataReopens() throws {
         let dir = TemporaryDirectory(prefix: "cofferd")
         let daemon = try CofferdProcess(dir: dir)

@@ -153,12 +153,14 @@ final class ClientHandler: ChannelDuplexHandler {
             case .drain:
                 drain(context)
             case .evict:
+                // Its place is taken already: a client that does not take the error is closed all the same.
                 finish(
                     context,
                     with: CofferError(
                         .unavailable,
                         "cofferd closed this idle client to admit another; connect again when you need it"
-                    )
+                    ),
+                    within: .seconds(1)
                 )
             }
         } else {
@@ -276,8 +278,11 @@ final class ClientHandler: ChannelDuplexHandler {
             readDeadline?.cancel()
             readDeadline = nil
         }
+        // Busy: serving, or holding whole requests. A client holding only part of a frame is as idle as a quiet
+        // one (its last request is when it was last active), and so is a worker that takes none of its answers;
+        // an admin's unread answers may acknowledge changes, so it keeps its place until its write deadline.
         slot.busy.store(
-            turnRunning || !ready.isEmpty || input.readableBytes > 0 || !context.channel.isWritable,
+            turnRunning || !ready.isEmpty || (identity.socket == .admin && !context.channel.isWritable),
             ordering: .relaxed
         )
     }
@@ -337,10 +342,14 @@ final class ClientHandler: ChannelDuplexHandler {
         session.start()
     }
 
-    /// Writes `error` (if any) after every answer already written, then closes.
-    private func finish(_ context: ChannelHandlerContext, with error: CofferError?) {
+    /// Writes `error` (if any) after every answer already written, then closes; `within` bounds how long a client
+    /// that takes nothing keeps its connection meanwhile.
+    private func finish(_ context: ChannelHandlerContext, with error: CofferError?, within: TimeAmount? = nil) {
         guard !closing else { return }
         closing = true
+        if let within {
+            context.eventLoop.assumeIsolated().scheduleTask(in: within) { context.close(promise: nil) }
+        }
         if let error {
             if error.code != .unavailable {
                 logger.info("client closed", metadata: metadata(["reason": "\(error.message)"]))
