@@ -158,32 +158,50 @@ public struct DataDirectory: Sendable {
     }
 }
 
-/// An exclusive lock on a data directory, held while its file descriptor is open, so that a second cofferd
-/// on the same directory refuses to start instead of taking over the first one's sockets.
+/// An exclusive lock on a data directory and on its store's file, held while their descriptors are open, so that
+/// a second cofferd on the same store refuses to start instead of taking over the first one's sockets. The store
+/// file's lock is on its inode, so a second directory holding hard links to the same `data.mdb` is refused too.
 public final class DirectoryLock: Sendable {
-    private let fd: Int32
+    private let descriptors: [Int32]
 
-    init(fd: Int32) { self.fd = fd }
+    init(descriptors: [Int32]) { self.descriptors = descriptors }
 
-    deinit { close(fd) }
+    deinit { for fd in descriptors { close(fd) } }
 }
 
 extension DataDirectory {
-    /// Takes the directory's lock without waiting; FAILED_PRECONDITION when another process holds it. The lock
-    /// is on the directory itself, not on a file in it, so removing a file cannot release it.
+    /// Takes the directory's lock, and its store file's when there is one, without waiting; FAILED_PRECONDITION
+    /// when another process holds either. The locks are on the directory and on the store's inode, not on a file
+    /// beside them, so removing a file cannot release them, and a hard link cannot dodge them.
     public func lock() throws(CofferError) -> DirectoryLock {
-        let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+        let directory = try Self.lock(path, flags: O_RDONLY | O_DIRECTORY, what: "data directory \(path)")
+        let store = (path as NSString).appendingPathComponent(Self.storeFileName)
+        guard FileManager.default.fileExists(atPath: store) else { return DirectoryLock(descriptors: [directory]) }
+        do {
+            let file = try Self.lock(store, flags: O_RDONLY, what: "the store \(store)")
+            return DirectoryLock(descriptors: [directory, file])
+        } catch {
+            close(directory)
+            throw error
+        }
+    }
+
+    private static func lock(_ path: String, flags: Int32, what: String) throws(CofferError) -> Int32 {
+        let fd = Glibc.open(path, flags | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else {
-            throw CofferError(.failedPrecondition, "cannot open data directory \(path): \(SystemError.current)")
+            throw CofferError(.failedPrecondition, "cannot open \(what): \(SystemError.current)")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let err = errno
             close(fd)
             if err == EWOULDBLOCK {
-                throw CofferError(.failedPrecondition, "another cofferd is serving \(path); stop it first")
+                throw CofferError(
+                    .failedPrecondition,
+                    "another cofferd is serving \(what) (through this directory or a link to its files); stop it first"
+                )
             }
-            throw CofferError(.failedPrecondition, "cannot lock \(path): \(SystemError(err))")
+            throw CofferError(.failedPrecondition, "cannot lock \(what): \(SystemError(err))")
         }
-        return DirectoryLock(fd: fd)
+        return fd
     }
 }

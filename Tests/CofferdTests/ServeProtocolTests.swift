@@ -272,6 +272,16 @@ import Testing
         )
         #expect(third.waitForExit() ?? 0 != 0)
         #expect(third.output.contains("another cofferd is serving"))
+        // Another directory whose store and key are hard links to the first's: the store's inode is locked.
+        let linked = dir.child("linked")
+        try FileManager.default.createDirectory(atPath: linked, withIntermediateDirectories: false)
+        chmod(linked, 0o700)
+        for name in ["data.mdb", "master.key"] {
+            #expect(link(first.dataDirectory + "/" + name, linked + "/" + name) == 0)
+        }
+        let fourth = try CofferdProcess(dir: dir, name: "fourth", dataDirectory: linked, waitUntilServing: false)
+        #expect(fourth.waitForExit() ?? 0 != 0)
+        #expect(fourth.output.contains("another cofferd is serving the store"))
         // A live socket is not taken over either, even from another data directory.
         let thief = try CofferdProcess(
             dir: dir,
