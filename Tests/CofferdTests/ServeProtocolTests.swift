@@ -235,7 +235,7 @@ import Testing
         // Once the first is answered, cofferd is working through the rest when SIGTERM arrives.
         var acknowledged = [try connection.readResponse()].filter { $0.status.code == .ok }.map(\.id)
         kill(daemon.process.processIdentifier, SIGTERM)
-        while let response = try? connection.readResponse() {
+        while let response = try? connection.readResponse(), response.id != 0 {
             #expect(response.status.code == .ok)
             acknowledged.append(response.id)
         }
@@ -245,6 +245,60 @@ import Testing
         let again = try CofferdProcess(dir: dir, name: "again", dataDirectory: daemon.dataDirectory)
         let stored = Set(try CofferAdminClient(socketPath: again.adminSocket).list().map(\.ref.description))
         for id in acknowledged { #expect(stored.contains("generic/http-c\(id)"), "acknowledged put \(id) was lost") }
+    }
+
+    @Test func sigtermAmongPipeliningClientsAnswersEveryRequestItReadAndTellsEachClientWhy() throws {
+        let dir = TemporaryDirectory(prefix: "cofferd")
+        let daemon = try CofferdProcess(dir: dir)
+        let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
+        let ref = try ConnectionRef(parsing: "generic/aws-drain")
+        try admin.put(ref, values: try secrets(["k": "v"]))
+        try admin.grant(try WorkflowName("w"), ref)
+        let token = try admin.issueToken(for: try WorkflowName("w"), ttl: .seconds(600)).token
+        var frames: [UInt8] = []
+        for index in 1...1_000 {
+            var get = Coffer_V1_GetRequest()
+            get.connection = ref.description
+            get.token = token.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
+            var request = Coffer_V1_Request()
+            request.id = UInt64(index)
+            request.get = get
+            frames += try Framing.frame(request)
+        }
+        // Every client sends its requests without reading, so that cofferd is held back by its unread answers.
+        let clients = try (0..<8).map { _ in try CofferSocket(socketPath: daemon.workerSocket) }
+        for client in clients { try client.writeRaw(frames) }
+        usleep(300_000)
+        kill(daemon.process.processIdentifier, SIGTERM)
+        var answered = 0
+        for client in clients {
+            var ids: [UInt64] = []
+            var last: Coffer_V1_Response?
+            while let response = try? client.readResponse() {
+                if response.id == 0 {
+                    last = response
+                    break
+                }
+                #expect(response.status.code == .ok)
+                ids.append(response.id)
+            }
+            // The requests it read, in order and each once, then why it closes.
+            #expect(ids == Array(1...UInt64(ids.count)))
+            #expect(last?.status.code == .unavailable && last?.status.message.contains("shutting down") == true)
+            answered += ids.count
+        }
+        #expect(daemon.waitForExit() == 0, "\(daemon.output)")
+        // What cofferd read it answered: the trail holds exactly as many Gets as came back.
+        let again = try CofferdProcess(dir: dir, name: "again", dataDirectory: daemon.dataDirectory)
+        var records = 0
+        var after: UInt64 = 0
+        while true {
+            let page = try CofferAdminClient(socketPath: again.adminSocket).audit(after: after)
+            records += page.records.filter { $0.operation == .get }.count
+            guard let last = page.records.last, last.sequence < page.lastSequence else { break }
+            after = last.sequence
+        }
+        #expect(records == answered)
     }
 
     @Test func aSecondCofferdOnTheSameDirectoryRefuses() throws {

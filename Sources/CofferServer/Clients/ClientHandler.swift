@@ -262,7 +262,7 @@ final class ClientHandler: ChannelDuplexHandler {
                 )
                 return
             } else if draining {
-                finish(context, with: nil)
+                finish(context, with: Self.shuttingDown)
                 return
             }
         }
@@ -350,18 +350,22 @@ final class ClientHandler: ChannelDuplexHandler {
         if let within {
             context.eventLoop.assumeIsolated().scheduleTask(in: within) { context.close(promise: nil) }
         }
-        if let error {
-            if error.code != .unavailable {
-                logger.info("client closed", metadata: metadata(["reason": "\(error.message)"]))
-            }
-            context.writeAndFlush(wrapOutboundOut(RequestPipeline.errorFrame(error))).assumeIsolated().whenComplete {
-                _ in
-                context.close(promise: nil)
-            }
-        } else {
+        if let error, error.code != .unavailable {
+            logger.info("client closed", metadata: metadata(["reason": "\(error.message)"]))
+        }
+        // Closed only once everything written before has gone to the socket: a close would drop answers still
+        // waiting for a client that reads slowly. Writes complete in order, so the last one's completion says so.
+        let last = error.map(RequestPipeline.errorFrame) ?? ByteBuffer()
+        context.writeAndFlush(wrapOutboundOut(last)).assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }
     }
+
+    /// What every client is told last when cofferd drains.
+    static let shuttingDown = CofferError(
+        .unavailable,
+        "cofferd is shutting down: it answered every request it read from this connection; send the others again once it is back"
+    )
 
     private func close(_ context: ChannelHandlerContext) {
         closing = true
