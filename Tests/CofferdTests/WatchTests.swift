@@ -199,4 +199,38 @@ import Testing
         #expect(daemon.stop() == 0)
         #expect(first.endedCleanly && first.received.last?.reason.contains("stopping") == true)
     }
+
+    @Test func watchesOpenedAtOnceAtTheLimitsAreRefusedAndNoOpenOneIsEnded() throws {
+        let daemon = try CofferdProcess(arguments: ["--max-watches-per-token", "3", "--max-watches", "5"])
+        let admin = try CofferAdminClient(socketPath: daemon.adminSocket)
+        try admin.put(try ConnectionRef(parsing: "generic/x"), values: try values("0"))
+        for workflow in ["deploy", "build"] {
+            try admin.grant(try WorkflowName(workflow), try ConnectionRef(parsing: "generic/x"))
+        }
+        let tokens = try ["deploy", "deploy", "build"].map { workflow in
+            try admin.issueToken(for: try WorkflowName(workflow)).token
+                .withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
+        }
+        // Twelve at once over three tokens, for five places: each Watch is either STARTED and stays open (and
+        // hears the next change), or refused with RESOURCE_EXHAUSTED.
+        let watches = (0..<12).map { index in Self.watch(daemon, token: tokens[index % 3]) }
+        usleep(1_000_000)
+        try admin.overwrite(try ConnectionRef(parsing: "generic/x"), values: try values("1"))
+        var started = 0
+        var refused = 0
+        for watch in watches {
+            let events = watch.wait { $0.contains { $0.kind == .changed } }
+            if events.first?.kind == .started {
+                started += 1
+                #expect(!events.contains { $0.kind == .ended }, "an open watch was ended: \(events.map(\.reason))")
+                #expect(events.contains { $0.kind == .changed })
+            } else {
+                let error = watch.waitFinished()
+                #expect(error??.code == .resourceExhausted, "\(String(describing: error))")
+                refused += 1
+            }
+        }
+        #expect(started == 5 && refused == 7)
+        #expect(daemon.stop() == 0)
+    }
 }

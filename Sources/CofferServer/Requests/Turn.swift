@@ -295,6 +295,10 @@ final class Turn {
             }
         }
         var watch: WatchSpec?
+        if let index = watching, case .error? = slots[index].answer {
+            // Not started (its record could not be written, say): the place it took goes back now.
+            planned[index].context.watch?.place.release()
+        }
         if let index = watching, case .result(.watchEvent(let started), _)? = slots[index].answer {
             watch = planned[index].context.watch
             watch?.requestID = planned[index].context.id

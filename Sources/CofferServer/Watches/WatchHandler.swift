@@ -15,6 +15,8 @@ struct WatchSpec: Sendable {
     var requestID: UInt64 = 0
     var started: UInt64 = 0
     var workflow: WorkflowName?
+    /// The watch's place among the open ones, taken by the read that answered STARTED.
+    var place = WatchPlaceBox()
 }
 
 /// Watch: checks the token and that every named connection is granted, in one read, and answers STARTED with
@@ -41,14 +43,15 @@ struct WatchHandler: OperationHandler {
         let token = SecretBytes(utf8: watch.token)
         let after = watch.afterRevision
         let hub = self.hub
-        context.watch = WatchSpec(token: token, connections: refs, withValues: watch.withValues, after: after)
+        let spec = WatchSpec(token: token, connections: refs, withValues: watch.withValues, after: after)
+        context.watch = spec
+        let place = spec.place
         return .read { reader, event in
             let info = try reader.verifyToken(token)
             event.identify(info)
             for ref in refs.sorted() where !(try reader.isGranted(info.workflow, ref)) {
                 throw CofferError(.permissionDenied, "workflow \(info.workflow) is not granted connection \(ref)")
             }
-            try hub.checkRoom(for: info.id)
             let head = try reader.changeRange().head
             guard after <= head else {
                 throw CofferError(
@@ -56,6 +59,8 @@ struct WatchHandler: OperationHandler {
                     "revision \(after) is ahead of this cofferd's newest, \(head): watch from 0 and get what you need again"
                 )
             }
+            // Last, once nothing else can refuse it: a Watch answered STARTED holds its place.
+            try place.take(for: info.id, from: hub)
             var started = Coffer_V1_WatchEvent()
             started.kind = .started
             started.revision = head

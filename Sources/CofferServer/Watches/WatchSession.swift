@@ -68,10 +68,13 @@ final class WatchSession: @unchecked Sendable {
             let (info, granted) = try store.read { reader in
                 (try reader.verifyToken(spec.token), try reader.connections(grantedTo: try workflow()))
             }
+            guard let place = spec.place.current, place.token == info.id, hub.register(self, place: place) else {
+                throw CofferError(.internal, "a watch started without its place")
+            }
             token = info
-            try hub.register(self, token: info.id)
             known = spec.connections.isEmpty ? Set(granted) : spec.connections.intersection(granted)
         } catch {
+            spec.place.release()
             return end(Self.reason(error))
         }
         seen = spec.after > 0 ? spec.after : spec.started
