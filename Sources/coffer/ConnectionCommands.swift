@@ -16,7 +16,11 @@ extension Coffer {
         )
 
         @Argument(help: "A type, to show its variants and fields.") var type: String?
-        @Flag(help: "Print JSON.") var json = false
+        @Flag(
+            help:
+                "Print JSON: {\"types\": [...]}, the shape cofferd serve --types reads (a type of your own round-trips)."
+        )
+        var json = false
         @OptionGroup var sockets: SocketOptions
 
         func run() throws {
@@ -29,7 +33,7 @@ extension Coffer {
                             "there is no connection type \(type); the types are \(types.map(\.name).joined(separator: ", "))"
                         )
                     }
-                    if json { return printJSON(try Self.object(found)) }
+                    if json { return printJSON(["types": [try Self.object(found)]]) }
                     print("\(found.name) (version \(found.version)): \(found.description)")
                     for variant in found.variants {
                         print(
@@ -51,7 +55,7 @@ extension Coffer {
                     }
                     return
                 }
-                if json { return printJSON(try types.map(Self.object)) }
+                if json { return printJSON(["types": try types.map(Self.object)]) }
                 var rows = [["TYPE", "VERSION", "VARIANTS", "DESCRIPTION"]]
                 for type in types {
                     rows.append([

@@ -166,15 +166,18 @@ final class ExecSupervisor: @unchecked Sendable {
                 }
             }
         }
+        // The child before it runs: one that exits at once ends before `run` returns, and its termination handler
+        // must find it to record its status.
+        condition.withLock { child = process }
         do {
             try process.run()
         } catch {
+            condition.withLock { if child === process { child = nil } }
             throw CofferError(
                 .failedPrecondition,
                 "cannot run \(Validation.quoted(command[0])): \(error.localizedDescription)"
             )
         }
-        condition.withLock { child = process }
     }
 
     /// SIGTERM, then SIGKILL after 10 s; waits for the child to go.

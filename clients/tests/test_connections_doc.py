@@ -21,7 +21,7 @@ def _section(name: str) -> str:
 def test_every_type_variant_and_field_is_described(daemon):
     listed = daemon.swift("types", "--json")
     assert listed.returncode == 0, listed.stderr
-    types = json.loads(listed.stdout)
+    types = json.loads(listed.stdout)["types"]
     assert {t["name"] for t in types} == {"generic", "aws", "http", "azure", "gcp", "kubernetes", "ssh", "basic"}
     examples = [(ref, variant) for ref, variant, _ in EXAMPLE.findall(DOC)]
     for type_ in types:

@@ -253,6 +253,16 @@ def test_operators_declare_types_in_a_file(canary):
             token = daemon.token("deploy")
             env = daemon.swift("get", "vault/main", "--format", "env", token=token)
             assert env.stdout.decode() == f"VAULT_TOKEN='{value}'\n"
+            # What coffer types --json prints is what cofferd serve --types reads.
+            printed = daemon.swift("types", "vault", "--json")
+            assert printed.returncode == 0, printed.stderr
+            again = Path(directory) / "printed.json"
+            again.write_bytes(printed.stdout)
+            second = Daemon(Path(directory), ["--types", str(again)], name="second-")
+            try:
+                assert json.loads(second.swift("types", "vault", "--json").stdout) == json.loads(printed.stdout)
+            finally:
+                second.stop()
         finally:
             daemon.stop()
         broken = Path(directory) / "broken.json"

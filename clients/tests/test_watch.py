@@ -86,3 +86,19 @@ def test_exec_on_change_restarts_or_signals_its_command_and_stops_it_when_access
     runner.send_signal(signal.SIGTERM)
     runner.communicate(timeout=20)
     assert runner.returncode == 7
+
+
+def test_exec_on_change_with_a_command_that_exits_at_once_exits_with_its_status_every_time(daemon):
+    import subprocess
+
+    from conftest import BUILD
+
+    assert daemon.swift("put", "generic/quick", stdin=b'{"v": "x"}').returncode == 0
+    assert daemon.swift("grant", "deploy", "generic/quick").returncode == 0
+    token = json.loads(daemon.swift("token", "issue", "deploy", "--json").stdout)["token"]
+    # The command ends before coffer has finished starting it: coffer must still see it end, every time.
+    for _ in range(40):
+        run = subprocess.run([str(BUILD / "coffer"), "exec", "--on-change", "restart", "--env", "V=generic/quick#v",
+                              "--", "sh", "-c", "exit 3"], env=daemon.environment(token), capture_output=True,
+                             timeout=30)
+        assert run.returncode == 3, run.stderr
