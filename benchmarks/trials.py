@@ -82,7 +82,7 @@ def trail(admin: Client) -> list:
         after = page.records[-1].sequence
 
 
-def kill_trials(rounds: int) -> None:
+def kill_trials(rounds: int, quiet: bool = False) -> Counter:
     with tempfile.TemporaryDirectory(prefix="coffer-trials-") as temp:
         servers = Servers(Path(temp))
         servers.start_cofferd()
@@ -146,13 +146,17 @@ def kill_trials(rounds: int) -> None:
             lost += sum(stored.get(name, 0) < 2 for name in answered_overwrites)
             totals.update(trials=1, gets=sum(answered_gets.values()), changes=len(answered_puts) + len(answered_overwrites),
                           missing_gets=missing_gets, missing_changes=missing_changes, lost=lost)
-            print(f"kill -9 trial {trial}: {sum(answered_gets.values())} Gets and "
-                  f"{len(answered_puts) + len(answered_overwrites)} changes answered; records missing: "
-                  f"{missing_gets} Gets, {missing_changes} changes; acknowledged changes lost: {lost}", flush=True)
+            if not quiet:
+                print(f"kill -9 trial {trial}: {sum(answered_gets.values())} Gets and "
+                      f"{len(answered_puts) + len(answered_overwrites)} changes answered; records missing: "
+                      f"{missing_gets} Gets, {missing_changes} changes; acknowledged changes lost: {lost}", flush=True)
         servers.stop_cofferd()
+    if quiet:
+        return totals
     print(f"\n| kill -9 trials | answered Gets | answered changes | Gets without a record | changes without a record | "
           f"acknowledged changes lost |\n|---|---|---|---|---|---|\n| {totals['trials']} | {totals['gets']:,} | "
           f"{totals['changes']:,} | {totals['missing_gets']} | {totals['missing_changes']} | {totals['lost']} |")
+    return totals
 
 
 def sigterm_rounds(rounds: int) -> None:

@@ -110,9 +110,10 @@ public final class CofferServer: Service, Sendable {
         }
     }
 
-    /// Stops accepting, drains every client within the grace period, then closes what is left.
+    /// Admits no one more, drains every client within the grace period, then closes what is left and stops
+    /// listening. The listeners stay open meanwhile: a client that connected just before (still in the accept
+    /// queue) is accepted and told that cofferd is shutting down, rather than dropped without a word.
     private func drain(listeners: [any Channel]) async {
-        for listener in listeners { try? await listener.close() }
         let clients = admission.beginDrain()
         logger.info("shutting down", metadata: ["clients": "\(clients.count)"])
         for client in clients { client.channel.pipeline.fireUserInboundEventTriggered(ClientEvent.drain) }
@@ -130,6 +131,7 @@ public final class CofferServer: Service, Sendable {
             for client in left { client.channel.close(promise: nil) }
             await admission.waitUntilEmpty()
         }
+        for listener in listeners { try? await listener.close() }
         pipeline.denials.writeAll()
     }
 
