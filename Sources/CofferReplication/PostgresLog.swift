@@ -290,12 +290,15 @@ final class DatabaseConnection: Sendable {
             if Task.isCancelled { throw CancellationError() }
             throw unreachable(error)
         }
-        let replaced = current.withLock { slot in
-            defer { slot = connection }
-            return slot
+        // Another use may have connected meanwhile: keep the one already in place, which may be running a query.
+        let existing = current.withLock { slot -> PostgresConnection? in
+            if let open = slot, !open.isClosed { return open }
+            slot = connection
+            return nil
         }
-        replaced.map(Self.shut)
-        return connection
+        guard let existing else { return connection }
+        Self.shut(connection)
+        return existing
     }
 
     /// Closes `connection`, keeping it alive until it has (PostgresNIO requires a connection closed before it

@@ -49,7 +49,7 @@ public final class ReplicationService: Service, Sendable {
         // restart, until its first read of the log says whether it is behind; a new one only once it caught up.
         status.resume(
             applied: store.revision,
-            caughtUp: store.revision > 0 ? store.lastReplicated : nil,
+            caughtUp: store.revision > 0 ? store.lastCaughtUp : nil,
             now: clock()
         )
     }
@@ -167,14 +167,17 @@ public final class ReplicationService: Service, Sendable {
             if let failure = verdict.failure { return fail(failure) }
             var applied = position.revision
             if case .behind(let entries) = verdict {
+                let head = slice.head
                 switch await commits.alone({ [store] () throws(CofferError) -> UInt64 in
-                    try store.applyFromLog(entries, readFrom: position)
+                    try store.applyFromLog(entries, readFrom: position, head: head, readAt: started)
                 }) {
                 case .success(let reached):
                     applied = reached
                 case .failure(let error) where error.code == .dataLoss:
                     return fail(error)
                 case .failure(let error):
+                    // Not applied (a full map, a failing disk): the node knows it is behind all the same.
+                    status.read(started: started, head: slice.head, applied: position.revision)
                     logger.warning(
                         "batches of the cluster's log could not be applied",
                         metadata: ["error": "\(error.message)"]

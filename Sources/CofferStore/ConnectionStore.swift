@@ -243,8 +243,11 @@ public final class ConnectionStore: Sendable {
     /// by `configuration.reserve` beyond it when `usingReserve`, for writes that make room or take access away)
     /// and `body` runs again. In a cluster, a transaction that records changes commits only once the cluster's
     /// log has taken it, within the write deadline counted from `queued` (see `Replica.swift`).
+    /// `confirming` marks a client's request: in a cluster, answered from this node's state only once the log
+    /// shows nothing newer, and refused by a node that may not write.
     public func write<R>(
         usingReserve: Bool = false,
+        confirming: Bool = false,
         queued: ContinuousClock.Instant? = nil,
         _ body: (StoreWriter) throws -> R
     ) throws(CofferError) -> R {
@@ -254,7 +257,13 @@ public final class ConnectionStore: Sendable {
         writeLock.lock()
         defer { writeLock.unlock() }
         if let cluster = cluster.withLock({ $0 }) {
-            return try writeReplicated(cluster, usingReserve: usingReserve, since: queued ?? .now, body)
+            return try writeReplicated(
+                cluster,
+                usingReserve: usingReserve,
+                confirming: confirming,
+                since: queued ?? .now,
+                body
+            )
         }
         while true {
             let ledger = WriteLedger()

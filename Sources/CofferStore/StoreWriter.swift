@@ -203,9 +203,21 @@ public struct StoreWriter {
     /// Moves `journaled` (records from the journal, in its order) and every record waiting in the store into the
     /// audit chain; `journalThrough` is the journal number of the last of `journaled`, which a fold repeated after
     /// a crash skips to.
-    func foldAudit(_ journaled: [(order: UInt64, event: AuditEvent)], journalThrough: UInt64? = nil) throws {
+    /// `pendingThrough` bounds the records of changes that join them: those taken after a journal record still
+    /// waiting wait with it.
+    func foldAudit(
+        _ journaled: [(order: UInt64, event: AuditEvent)],
+        journalThrough: UInt64? = nil,
+        pendingThrough: UInt64 = .max
+    ) throws {
         let chain = txn.ledger?.audit ?? store.currentMetadata.audit
-        txn.ledger?.audit = try tables.audit.fold(journaled, chain: chain, keys: store.keys, txn)
+        txn.ledger?.audit = try tables.audit.fold(
+            journaled,
+            pendingThrough: pendingThrough,
+            chain: chain,
+            keys: store.keys,
+            txn
+        )
         if let journalThrough {
             txn.ledger?.editMetadata { $0.journalFolded = max($0.journalFolded, journalThrough) }
         }

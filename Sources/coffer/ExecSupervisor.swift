@@ -136,7 +136,7 @@ final class ExecSupervisor: @unchecked Sendable {
     private func applyChange() throws(CofferError) {
         switch mode {
         case .signal(let number):
-            if let pid = condition.withLock({ child?.processIdentifier }) { kill(pid, number) }
+            if let pid = runningChild { kill(pid, number) }
         case .restart:
             stopChild()
             // The exit was this restart's, not the command's own.
@@ -180,9 +180,15 @@ final class ExecSupervisor: @unchecked Sendable {
         }
     }
 
+    /// The child's pid once it runs: a child being started has none yet (0, which kill would take for the whole
+    /// process group).
+    private var runningChild: pid_t? {
+        condition.withLock { child.map(\.processIdentifier).flatMap { $0 > 0 ? $0 : nil } }
+    }
+
     /// SIGTERM, then SIGKILL after 10 s; waits for the child to go.
     private func stopChild() {
-        guard let process = condition.withLock({ child }) else { return }
+        guard let process = condition.withLock({ child }), process.processIdentifier > 0 else { return }
         kill(process.processIdentifier, SIGTERM)
         let deadline = Date().addingTimeInterval(10)
         while process.isRunning && Date() < deadline { usleep(20_000) }
@@ -198,7 +204,7 @@ final class ExecSupervisor: @unchecked Sendable {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler { [weak self] in
-                guard let self, let pid = self.condition.withLock({ self.child?.processIdentifier }) else { return }
+                guard let self, let pid = self.runningChild else { return }
                 kill(pid, number)
             }
             source.resume()

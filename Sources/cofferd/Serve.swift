@@ -202,9 +202,15 @@ extension Cofferd {
             ] where value < 1 {
                 throw ValidationError("--\(name) must be at least 1")
             }
-            for (name, value) in [("max-lag", maxLag), ("write-deadline", writeDeadline)]
-            where parseDuration(value) == nil {
-                throw ValidationError("--\(name) takes a positive duration such as 500ms, 2s or 1m")
+            for (name, value) in [("max-lag", maxLag), ("write-deadline", writeDeadline)] {
+                guard let duration = parseDuration(value), duration <= .seconds(3600) else {
+                    throw ValidationError(
+                        "--\(name) takes a positive duration of at most an hour, such as 500ms, 2s or 1m"
+                    )
+                }
+            }
+            guard staleAfter <= 10 * 366 * 86_400 else {
+                throw ValidationError("--stale-after may be at most ten years (in seconds)")
             }
             guard shutdownGrace >= 0 else { throw ValidationError("--shutdown-grace must not be negative") }
             guard sealedKeyGrace >= 0 else { throw ValidationError("--sealed-key-grace must not be negative") }
@@ -239,9 +245,15 @@ extension Cofferd {
                 let store = try directory.open(keyFile: data.keyFile, configuration: storeConfiguration)
                 defer { store.close() }
                 var cluster: ClusterNode?
-                if let url = self.cluster {
-                    let database = try DatabaseConfiguration(url: url, password: try databasePassword())
-                    let log = PostgresLog(database, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+                let database = try self.cluster.map { url throws(CofferError) in
+                    try DatabaseConfiguration(url: url, password: try databasePassword())
+                }
+                let postgres = database.map {
+                    PostgresLog($0, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+                }
+                // Closed however serve ends, a refused join included (a connection must be closed before it goes).
+                defer { postgres?.close() }
+                if let database, let log = postgres {
                     if let warning = try await ReplicationService.checkJoin(store, log: log) {
                         logger.warning(
                             "starting without the cluster's database; values are served only while this node is recent enough",
@@ -261,7 +273,6 @@ extension Cofferd {
                     cluster = ClusterNode(log: log, status: status)
                     logger.notice("joined the cluster", metadata: ["database": "\(database.description)"])
                 }
-                defer { cluster?.log.close() }
                 if !SecureMemory.canLock() {
                     logger.warning(
                         "secret memory cannot be locked into RAM; raise RLIMIT_MEMLOCK or grant CAP_IPC_LOCK"

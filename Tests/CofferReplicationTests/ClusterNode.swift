@@ -5,6 +5,7 @@ import CofferStore
 import CofferTestSupport
 import Foundation
 import Logging
+import Synchronization
 
 /// A cluster's master key in a file, which every node of a test reads.
 final class ClusterKey: Sendable {
@@ -26,6 +27,7 @@ final class ClusterNode: @unchecked Sendable {
     let status: ReplicationStatus
     let log: any ReplicationLog
     private var following: Task<Void, Never>?
+    private let executor = LogExecutor(name: "coffer-test-node")
 
     init(
         key: ClusterKey,
@@ -61,7 +63,8 @@ final class ClusterNode: @unchecked Sendable {
             readDeadline: readDeadline,
             logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         )
-        following = Task { try? await service.run() }
+        // On an executor of its own: the cooperative pool may be kept busy by other tests.
+        following = Task(executorPreference: executor) { try? await service.run() }
     }
 
     func stopFollowing() async {
@@ -90,6 +93,29 @@ final class ClusterNode: @unchecked Sendable {
 
     func grant(_ workflow: String, _ name: String) async -> Result<UInt64, CofferError> {
         await write { _, writer in _ = try writer.grant(try WorkflowName(workflow), try ConnectionRef(parsing: name)) }
+    }
+
+    func revoke(_ workflow: String, _ name: String) async -> Result<UInt64, CofferError> {
+        await write { _, writer in try writer.revoke(try WorkflowName(workflow), try ConnectionRef(parsing: name)) }
+    }
+
+    /// A grant as a client's request makes it: answered from this node's state only once the log confirms it.
+    func requestGrant(_ workflow: String, _ name: String) async -> Result<UInt64, CofferError> {
+        await withCheckedContinuation { continuation in
+            let revision = Mutex<UInt64>(0)
+            commits.submit([
+                CommitQueue.Job(
+                    usesReserve: false,
+                    apply: { writer in
+                        _ = try writer.grant(try WorkflowName(workflow), try ConnectionRef(parsing: name))
+                        revision.withLock { $0 = writer.lastRevision ?? 0 }
+                        return nil
+                    },
+                    failureRecord: { _ in nil },
+                    completion: { outcome in continuation.resume(returning: outcome.map { revision.withLock { $0 } }) }
+                )
+            ])
+        }
     }
 
     func issueToken(_ workflow: String) async -> Result<IssuedToken, CofferError> {

@@ -122,6 +122,29 @@ import Testing
         #expect(try c.value("generic/db", token: token) == "other")
     }
 
+    @Test func aRequestAnsweredFromAStaleNodesStateWaitsForTheLogToConfirmIt() async throws {
+        let a = try node()
+        let b = try node()
+        try await a.put("generic/db", "one").get()
+        try await a.grant("deploy", "generic/db").get()
+        #expect(await eventually { b.revision == a.revision })
+        // b stops following; a takes the grant away; b still holds it.
+        await b.stopFollowing()
+        let revoked = try await a.revoke("deploy", "generic/db").get()
+        #expect(b.revision < revoked)
+        // On b, granting again is no change by b's own state: it is answered only once the log says b is current,
+        // so b catches up first and the grant is made again, for every node.
+        let granted = try await b.requestGrant("deploy", "generic/db").get()
+        #expect(granted > revoked)
+        b.follow()
+        #expect(await eventually { a.revision == granted })
+        // A failed node answers no request, even one that would change nothing (its follower stopped, so that no
+        // read of the whole log mends it meanwhile).
+        await b.stopFollowing()
+        b.status.fail("a test")
+        #expect(await b.requestGrant("deploy", "generic/db").failureCode == .unavailable)
+    }
+
     @Test func aRevokedTokenIsRefusedOnEveryOtherNodeOnceItHasCaughtUp() async throws {
         let a = try node()
         let b = try node(maxLag: .milliseconds(200))

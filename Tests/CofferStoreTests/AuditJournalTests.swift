@@ -19,14 +19,16 @@ import Testing
     /// Folds the journal into the store as the writer does.
     @discardableResult
     func fold(_ journal: AuditJournal, _ f: StoreFixture) throws -> Int {
-        try journal.fold { records, through throws(CofferError) in
-            try f.store.write { try $0.foldAudit(records, journalThrough: through) }
+        try journal.fold { records, through, pending throws(CofferError) in
+            try f.store.write { try $0.foldAudit(records, journalThrough: through, pendingThrough: pending) }
         }
     }
 
     /// A fold the store refuses, as a full map does.
     func failedFold(_ journal: AuditJournal) {
-        _ = try? journal.fold { _, _ throws(CofferError) in throw CofferError(.resourceExhausted, "the store is full") }
+        _ = try? journal.fold { _, _, _ throws(CofferError) in
+            throw CofferError(.resourceExhausted, "the store is full")
+        }
     }
 
     func pids(_ f: StoreFixture) throws -> [Int32] { try f.store.auditRecords(limit: 100_000).map(\.peerPID) }
@@ -135,6 +137,48 @@ import Testing
         #expect(error?.code == .dataLoss)
         #expect(error?.message.contains("lacks records 2 to 2") == true)
         #expect(try f.store.verificationProblems().contains { $0.message.contains("lacks records 2 to 2") })
+    }
+
+    @Test func aRecordCutFromAWaitingJournalWhileCofferdRunsStopsTheFold() throws {
+        let f = try StoreFixture()
+        let (journal, _) = try AuditJournal.open(store: f.store)
+        for pid in Int32(1)...Int32(3) { try journal.append([event(pid, f)]) }
+        failedFold(journal)
+        // The waiting file loses its middle entry, in place, as someone with the directory but not the key could.
+        let path = journalFile(f, 0)
+        let bytes = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+        let entry = bytes.count / 3
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        try handle.truncate(atOffset: 0)
+        try handle.write(contentsOf: Data(bytes[0..<entry] + bytes[(2 * entry)...]))
+        try handle.close()
+        let error = cofferError { _ = try fold(journal, f) }
+        #expect(error?.code == .dataLoss && error?.message.contains("lacks records 2 to 2") == true)
+        // Nothing past the gap joined the chain.
+        #expect(try !pids(f).contains(3))
+    }
+
+    @Test func aChangesRecordJoinsTheChainAfterTheJournalRecordsTakenBeforeIt() throws {
+        // More journal records than one fold's chunk, and a change's record taken after all of them: it must come
+        // after the second chunk's records, not with the first chunk.
+        let f = try StoreFixture()
+        let (journal, _) = try AuditJournal.open(store: f.store)
+        let count = (AuditJournal.foldChunk / 100 + 1) * 100
+        var pid: Int32 = 0
+        while pid < Int32(count) {
+            try journal.append(
+                (0..<100).map { _ in
+                    pid += 1
+                    return event(pid, f)
+                }
+            )
+        }
+        try f.store.appendAudit([event(-1, f)])
+        try fold(journal, f)
+        let order = try pids(f)
+        #expect(order.count == count + 1)
+        #expect(order.last == -1)
+        #expect(Array(order.dropLast()) == Array(1...Int32(count)), "the journal's records out of order")
     }
 
     @Test func anEntryThatFailsItsChecksumWithWholeEntriesAfterItRefusesTheStart() throws {

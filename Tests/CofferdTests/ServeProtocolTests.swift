@@ -240,7 +240,7 @@ import Testing
             acknowledged.append(response.id)
         }
         #expect(daemon.waitForExit() == 0, "\(daemon.output)")
-        #expect(acknowledged == Array(1...UInt64(acknowledged.count)))
+        #expect(acknowledged == acknowledged.indices.map { UInt64($0) + 1 })
 
         let again = try CofferdProcess(dir: dir, name: "again", dataDirectory: daemon.dataDirectory)
         let stored = Set(try CofferAdminClient(socketPath: again.adminSocket).list().map(\.ref.description))
@@ -283,7 +283,7 @@ import Testing
                 ids.append(response.id)
             }
             // The requests it read, in order and each once, then why it closes.
-            #expect(ids == Array(1...UInt64(ids.count)))
+            #expect(ids == ids.indices.map { UInt64($0) + 1 })
             #expect(last?.status.code == .unavailable && last?.status.message.contains("shutting down") == true)
             answered += ids.count
         }

@@ -56,6 +56,8 @@ final class ClientHandler: ChannelDuplexHandler {
     private var inputClosed = false
     private var framingError: CofferError?
     private var draining = false
+    /// What a draining client is told last.
+    private var farewell = ClientHandler.shuttingDown
     private var closing = false
     /// The watch this client started: it takes no further requests.
     private var watch: WatchSession?
@@ -153,15 +155,18 @@ final class ClientHandler: ChannelDuplexHandler {
             case .drain:
                 drain(context)
             case .evict:
-                // Its place is taken already: a client that does not take the error is closed all the same.
-                finish(
-                    context,
-                    with: CofferError(
-                        .unavailable,
-                        "cofferd closed this idle client to admit another; connect again when you need it"
-                    ),
-                    within: .seconds(1)
+                let evicted = CofferError(
+                    .unavailable,
+                    "cofferd closed this idle client to admit another; connect again when you need it"
                 )
+                if turnRunning || !ready.isEmpty {
+                    // It sent a whole request after it was chosen: its answers go first, as in a drain.
+                    farewell = evicted
+                    drain(context)
+                } else {
+                    // Its place is taken already: a client that does not take the error is closed all the same.
+                    finish(context, with: evicted, within: .seconds(1))
+                }
             }
         } else {
             context.fireUserInboundEventTriggered(event)
@@ -262,7 +267,7 @@ final class ClientHandler: ChannelDuplexHandler {
                 )
                 return
             } else if draining {
-                finish(context, with: Self.shuttingDown)
+                finish(context, with: farewell)
                 return
             }
         }

@@ -61,8 +61,10 @@ public final class AuditJournal: @unchecked Sendable {
         }
         let metadata = store.currentMetadata
         let numbered = metadata.journalNumbered
-        // Before journal numbers, an entry carried its sequence in the chain: those at or below the head are in.
-        var folded = numbered ? metadata.journalFolded : metadata.auditHeadSequence
+        // Before journal numbers, an entry carried its sequence in the chain: those at or below the head are in
+        // (unless a conversion cut short already folded some and noted the last).
+        var folded =
+            numbered || metadata.journalFolded > 0 ? metadata.journalFolded : metadata.auditHeadSequence
         var recovery = Recovery()
         var highest = folded
         // Oldest first: the files' numbers never interleave.
@@ -74,24 +76,28 @@ public final class AuditJournal: @unchecked Sendable {
             highest = max(highest, scan.last ?? 0)
             store.auditOrder.raise(to: scan.lastOrder ?? 0)
         }
-        for (file, _) in scans.sorted(by: { $0.first < $1.first }) {
-            try file.read(keys: store.keys, numbered: numbered, chunk: foldChunk) { records throws(CofferError) in
+        let ordered = scans.sorted(by: { $0.first < $1.first })
+        for (index, (file, _)) in ordered.enumerated() {
+            // The records of changes wait behind the journal records taken before them.
+            let later = index + 1 < ordered.count ? ordered[index + 1].file.firstOrder : nil
+            try file.read(keys: store.keys, numbered: numbered, chunk: foldChunk) {
+                records,
+                last throws(CofferError) in
                 let fresh = records.filter { $0.number > folded }
-                guard let last = fresh.last else { return }
-                if numbered, fresh[0].number != folded + 1 {
-                    throw CofferError(
-                        .dataLoss,
-                        "the audit journal lacks records \(folded + 1) to \(fresh[0].number - 1): it was altered"
-                    )
-                }
+                guard let newest = fresh.last else { return }
+                if numbered, fresh[0].number != folded + 1 { throw missing(folded + 1, fresh[0].number - 1) }
+                let through = last ? (later.map { $0 - 1 } ?? .max) : newest.order
                 try store.write { writer in
+                    // Before journal numbers too, the number of the last record folded is noted, so that a
+                    // conversion cut short by a crash resumes after it.
                     try writer.foldAudit(
                         fresh.map { ($0.order, $0.event) },
-                        journalThrough: numbered ? last.number : nil
+                        journalThrough: newest.number,
+                        pendingThrough: through
                     )
                 }
                 recovery.records += fresh.count
-                folded = last.number
+                folded = newest.number
             }
         }
         if !numbered {
@@ -117,6 +123,10 @@ public final class AuditJournal: @unchecked Sendable {
             report: report
         )
         return (journal, recovery)
+    }
+
+    static func missing(_ from: UInt64, _ to: UInt64) -> CofferError {
+        CofferError(.dataLoss, "the audit journal lacks records \(from) to \(to): it was altered")
     }
 
     /// What is wrong with the journal files in `directory`, read without changing them (a serving cofferd may
@@ -181,7 +191,7 @@ public final class AuditJournal: @unchecked Sendable {
             guard waiting + bytes.count <= maxPendingBytes else { throw refusal(waiting) }
             let file = files[active]
             do {
-                try file.append(bytes, first: nextNumber, count: events.count)
+                try file.append(bytes, firstOrder: order, count: events.count)
             } catch {
                 // A write that failed and could not be cut back, or a disk that fails: this file takes no more,
                 // and cofferd says it is not serving.
@@ -216,17 +226,15 @@ public final class AuditJournal: @unchecked Sendable {
         return error
     }
 
-    /// Folds what waits into the store with `fold` (one write transaction per chunk, given the records and the
-    /// number of the last), oldest first: the file a failed fold left, then the active one, which appends
+    /// Folds what waits into the store with `commit` (one write transaction per chunk, given the records, the
+    /// number of the last, and the place in line up to which the records of changes join them), oldest first: the file a failed fold left, then the active one, which appends
     /// switch away from. A file is emptied once all of it is in. Returns how many records it folded; on a
     /// failure what is left waits for the next time, and appends say why they are refused once the journal is
     /// full.
     @discardableResult
     func fold(
-        _ commit: ([(order: UInt64, event: AuditEvent)], UInt64) throws(CofferError) -> Void
-    ) throws(CofferError)
-        -> Int
-    {
+        _ commit: ([(order: UInt64, event: AuditEvent)], UInt64, _ pendingThrough: UInt64) throws(CofferError) -> Void
+    ) throws(CofferError) -> Int {
         var total = 0
         let leftover = lock.withLock { () -> Int? in
             let sealed = 1 - active
@@ -246,16 +254,23 @@ public final class AuditJournal: @unchecked Sendable {
     /// Folds one file appends no longer go to, then empties it.
     private func fold(
         file index: Int,
-        _ commit: ([(order: UInt64, event: AuditEvent)], UInt64) throws(CofferError) -> Void
+        _ commit: ([(order: UInt64, event: AuditEvent)], UInt64, _ pendingThrough: UInt64) throws(CofferError) -> Void
     ) throws(CofferError) -> Int {
         var total = 0
-        let file = lock.withLock { files[index] }
+        // Appends go to the other file from here on: what it holds, and all it gets, was taken later.
+        let (file, later) = lock.withLock { (files[index], files[1 - index].firstOrder) }
         do throws(CofferError) {
-            try file.read(keys: store.keys, numbered: true, chunk: Self.foldChunk) { records throws(CofferError) in
+            try file.read(keys: store.keys, numbered: true, chunk: Self.foldChunk) {
+                records,
+                last throws(CofferError) in
                 let folded = store.currentMetadata.journalFolded
                 let fresh = records.filter { $0.number > folded }
-                guard let last = fresh.last else { return }
-                try commit(fresh.map { ($0.order, $0.event) }, last.number)
+                guard let newest = fresh.last else { return }
+                // A record cut from the journal while cofferd runs is found here as it would be at start.
+                guard fresh[0].number == folded + 1 else { throw Self.missing(folded + 1, fresh[0].number - 1) }
+                // The records of changes join with the journal records taken after them: not before.
+                let through = last ? (later.map { $0 - 1 } ?? .max) : newest.order
+                try commit(fresh.map { ($0.order, $0.event) }, newest.number, through)
                 total += fresh.count
             }
             lock.lock()

@@ -10,6 +10,8 @@ final class JournalFile: @unchecked Sendable {
     /// Bytes the file holds, and the records among them not yet folded into the store.
     private(set) var size = 0
     private(set) var count = 0
+    /// The place in line of its first record, while it holds any.
+    private(set) var firstOrder: UInt64?
 
     init(path: String, readOnly: Bool = false) throws(CofferError) {
         self.path = path
@@ -41,26 +43,31 @@ final class JournalFile: @unchecked Sendable {
         var last: UInt64?
         var lastOrder: UInt64?
         var records = 0
-        let torn = try read(keys: keys, numbered: numbered, chunk: 4096) { chunk in
+        var firstOrder: UInt64?
+        let torn = try read(keys: keys, numbered: numbered, chunk: 4096) { chunk, _ in
             first = first ?? chunk.first?.number
+            firstOrder = firstOrder ?? chunk.first?.order
             last = chunk.last?.number ?? last
             lastOrder = chunk.map(\.order).max().map { max($0, lastOrder ?? 0) } ?? lastOrder
             records += chunk.count
         }
         count = records
+        self.firstOrder = firstOrder
         return (first, last, lastOrder, torn)
     }
 
-    /// Reads the file from its start, handing its records to `body` at most `chunk` at a time, in order; returns
-    /// the bytes of a torn end, which are not records. DATA_LOSS when an entry fails its tag with a whole entry
+    /// Reads the file from its start, handing its records to `body` at most `chunk` at a time, in order, with
+    /// whether they are the file's last; returns the bytes of a torn end, which are not records. DATA_LOSS when an entry fails its tag with a whole entry
     /// after it, or (with `numbered`) when numbers do not follow one another: the journal was altered.
     @discardableResult
     func read(
         keys: KeyRing,
         numbered: Bool,
         chunk: Int,
-        _ body: ([JournalRecord]) throws(CofferError) -> Void
+        _ body: ([JournalRecord], _ last: Bool) throws(CofferError) -> Void
     ) throws(CofferError) -> Int {
+        // A full chunk is handed on only once another record follows it, so that the last one is known as such.
+        var held: [JournalRecord]?
         var buffer: [UInt8] = []
         var offset = 0
         var fileOffset = 0
@@ -90,15 +97,20 @@ final class JournalFile: @unchecked Sendable {
                     )
                 }
                 previous = record.number
+                if let full = held {
+                    try body(full, false)
+                    held = nil
+                }
                 records.append(record)
                 offset = next
                 if records.count == chunk {
-                    try body(records)
+                    held = records
                     records = []
                 }
             }
         }
-        if !records.isEmpty { try body(records) }
+        if let full = held { try body(full, records.isEmpty) }
+        if !records.isEmpty { try body(records, true) }
         if AuditJournal.isAltered(at: offset, in: buffer, keys: keys) {
             throw CofferError(
                 .dataLoss,
@@ -110,7 +122,7 @@ final class JournalFile: @unchecked Sendable {
 
     /// Appends `bytes` (`count` records) with as few writes as the kernel allows; when one fails, cuts the file
     /// back to where it was, so that no partial entry stays.
-    func append(_ bytes: [UInt8], first: UInt64, count: Int) throws(CofferError) {
+    func append(_ bytes: [UInt8], firstOrder order: UInt64, count: Int) throws(CofferError) {
         var written = 0
         while written < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, bytes.count - written) }
@@ -131,6 +143,7 @@ final class JournalFile: @unchecked Sendable {
         }
         size += bytes.count
         self.count += count
+        firstOrder = firstOrder ?? order
     }
 
     /// Puts an empty file in this one's place and appends there from now on. The old file is never cut: a reader
@@ -152,6 +165,7 @@ final class JournalFile: @unchecked Sendable {
         fd = descriptor
         size = 0
         count = 0
+        firstOrder = nil
     }
 
     func sync() throws(CofferError) {

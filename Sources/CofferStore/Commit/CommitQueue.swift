@@ -27,15 +27,20 @@ public final class CommitQueue: @unchecked Sendable {
         public var completion: @Sendable (Result<Void, CofferError>) -> Void
         /// When it was queued: in a cluster, its write deadline counts from here.
         var queued = ContinuousClock.now
+        /// A client's request: in a cluster, answered only once the log confirms the state it was answered from
+        /// (see `ConnectionStore.write`). The writer's own upkeep (purging tokens, re-encrypting) is not.
+        public var confirms: Bool
 
         public init(
             usesReserve: Bool,
+            confirms: Bool = true,
             foldsJournalFirst: Bool = false,
             apply: @escaping @Sendable (StoreWriter) throws -> AuditEvent?,
             failureRecord: @escaping @Sendable (CofferError) -> AuditEvent?,
             completion: @escaping @Sendable (Result<Void, CofferError>) -> Void
         ) {
             self.usesReserve = usesReserve
+            self.confirms = confirms
             self.foldsJournalFirst = foldsJournalFirst
             self.apply = apply
             self.failureRecord = failureRecord
@@ -148,6 +153,7 @@ public final class CommitQueue: @unchecked Sendable {
             submit([
                 Job(
                     usesReserve: usesReserve,
+                    confirms: false,
                     apply: { writer in
                         box.value = try apply(writer)
                         return nil
@@ -234,8 +240,10 @@ public final class CommitQueue: @unchecked Sendable {
     /// next time.
     private func foldJournal() {
         do throws(CofferError) {
-            let folded = try journal.fold { records, through throws(CofferError) in
-                try store.write { writer in try writer.foldAudit(records, journalThrough: through) }
+            let folded = try journal.fold { records, through, pending throws(CofferError) in
+                try store.write { writer in
+                    try writer.foldAudit(records, journalThrough: through, pendingThrough: pending)
+                }
             }
             guard folded == 0, store.hasPendingAudit else { return }
             try store.write { writer in try writer.foldAudit([]) }
@@ -249,7 +257,8 @@ public final class CommitQueue: @unchecked Sendable {
     private func commit(_ batch: [Job]) {
         var outcomes = [Result<Void, CofferError>](repeating: .success(()), count: batch.count)
         do throws(CofferError) {
-            try store.write(queued: batch.map(\.queued).min()) { writer in
+            try store.write(confirming: batch.contains(where: \.confirms), queued: batch.map(\.queued).min()) {
+                writer in
                 for (index, job) in batch.enumerated() {
                     outcomes[index] = try Self.apply(job, writer)
                 }
@@ -268,7 +277,7 @@ public final class CommitQueue: @unchecked Sendable {
     private func commit(alone job: Job) {
         var outcome = Result<Void, CofferError>.success(())
         do throws(CofferError) {
-            try store.write(usingReserve: job.usesReserve, queued: job.queued) { writer in
+            try store.write(usingReserve: job.usesReserve, confirming: job.confirms, queued: job.queued) { writer in
                 outcome = try Self.apply(job, writer)
             }
             job.completion(outcome)

@@ -31,8 +31,9 @@ public enum LogDeadline {
         }
     }
 
-    /// The same, from a thread that may block (the store's writer), which waits for it. It never waits in an
-    /// LMDB transaction: callers hold none.
+    /// The same, from a thread that may block (the store's writer), which waits for it; it runs on the log's own
+    /// executor, so that a busy cooperative pool cannot hold the writer. It never waits in an LMDB transaction:
+    /// callers hold none.
     public static func wait<T: Sendable>(
         _ limit: Duration,
         _ what: String,
@@ -41,7 +42,7 @@ public enum LogDeadline {
     ) throws -> T {
         let result = Mutex<Result<T, any Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
-        Task {
+        Task(executorPreference: LogExecutor.shared) {
             let outcome: Result<T, any Error>
             do {
                 outcome = .success(try await run(limit, what, shown: shown, operation))
@@ -60,9 +61,13 @@ public enum LogDeadline {
     }
 
     static func expired(_ what: String, _ limit: Duration) -> CofferError {
+        CofferError(.unavailable, "the cluster's database did not answer \(what) within \(describe(limit))")
+    }
+
+    /// A deadline as messages name it: `2 s`, `500 ms`.
+    static func describe(_ limit: Duration) -> String {
         let millis = limit.milliseconds
-        let shown = millis % 1000 == 0 ? "\(millis / 1000) s" : "\(millis) ms"
-        return CofferError(.unavailable, "the cluster's database did not answer \(what) within \(shown)")
+        return millis % 1000 == 0 ? "\(millis / 1000) s" : "\(millis) ms"
     }
 
     private enum Outcome<T: Sendable>: Sendable {

@@ -37,8 +37,9 @@ struct ClusterMembership: Sendable {
 }
 
 extension ConnectionStore {
-    /// When this store last wrote to the cluster's log or applied from it; nil if never.
-    public var lastReplicated: Date? {
+    /// When this store last had everything the cluster's log held (a write of its own the log took, or a read
+    /// of the log it applied to the end); nil if never.
+    public var lastCaughtUp: Date? {
         let millis = currentMetadata.lastSyncUnixMs
         return millis == 0 ? nil : Date(unixMillis: millis)
     }
@@ -90,15 +91,21 @@ extension ConnectionStore {
 
     // MARK: Writing through the log
 
-    /// A write transaction of a cluster node: `body` runs once; when it recorded no change it commits as on a
-    /// single node; otherwise it is aborted, its batch is appended to the log, and its ledger is committed.
+    /// A write transaction of a cluster node. `body` runs once. A transaction that recorded a change is aborted,
+    /// its batch appended to the log, and its ledger then committed. One that recorded none commits as on a
+    /// single node, unless it `confirms`: a client's request answered from this node's state (a grant that was
+    /// there already, a version that did not match) is answered only once a read of the log shows nothing newer
+    /// than that state, the same way, with no LMDB transaction open meanwhile. Both wait at most the write
+    /// deadline from `queued`, and neither is taken by a node that may not write.
     func writeReplicated<R>(
         _ cluster: ClusterMembership,
         usingReserve: Bool,
+        confirming: Bool,
         since queued: ContinuousClock.Instant,
         _ body: (StoreWriter) throws -> R
     ) throws(CofferError) -> R {
         let deadline = queued + cluster.writeDeadline
+        if confirming { try cluster.status.checkWriting() }
         while true {
             let ledger = WriteLedger()
             let before = currentMetadata
@@ -113,7 +120,7 @@ extension ConnectionStore {
                     let result = try body(StoreWriter(store: self, txn: txn))
                     updated.apply(ledger)
                     entry = try replicationEntry(ledger, after: before)
-                    if entry != nil {
+                    if entry != nil || confirming {
                         guard ledger.audit == nil else {
                             throw CofferError(.internal, "a fold of the audit trail never shares a replicated write")
                         }
@@ -132,13 +139,20 @@ extension ConnectionStore {
                 authority.committing(nil)
                 throw failure(error)
             }
-            guard let entry else {
+            if entry == nil && !confirming {
                 committed(ledger, updated, transaction: transactionID)
                 shrinkAfterReserve(usingReserve)
                 return result
             }
             try cluster.status.checkWriting()
             let position = LogPosition(revision: before.revision, link: Array(before.logLink))
+            guard let entry else {
+                // Answered from this node's state: only if the log holds nothing newer.
+                guard try confirm(position, cluster, until: deadline) else { continue }
+                try commitReplayed(ledger, updated, usingReserve: usingReserve)
+                return result
+            }
+            try checkTimeLeft(until: deadline, cluster)
             do {
                 try LogDeadline.wait(deadline - .now, "a write", shown: cluster.writeDeadline) {
                     try await cluster.log.append(entry, after: position)
@@ -149,12 +163,7 @@ extension ConnectionStore {
                     try catchUp(cluster, until: deadline)
                     continue
                 }
-                let error = refusal.error
-                cluster.status.fail(error.message)
-                throw CofferError(
-                    .unavailable,
-                    "this node stopped following the cluster's log and takes no writes until it is mended: \(error.message)"
-                )
+                throw stopFollowing(cluster, refusal.error)
             } catch {
                 let error = failure(error)
                 cluster.status.writeFailed(error.message)
@@ -170,6 +179,44 @@ extension ConnectionStore {
             cluster.status.wrote(revision: entry.last)
             return result
         }
+    }
+
+    /// Whether the log ends where this node stood (`position`) when it answered from its state; false when it
+    /// holds more, which the node has then applied (the transaction must run again).
+    private func confirm(
+        _ position: LogPosition,
+        _ cluster: ClusterMembership,
+        until deadline: ContinuousClock.Instant
+    ) throws(CofferError) -> Bool {
+        try checkTimeLeft(until: deadline, cluster)
+        let slice: LogSlice
+        do {
+            slice = try LogDeadline.wait(deadline - .now, "a read", shown: cluster.writeDeadline) {
+                try await cluster.log.read(after: position.revision, limit: 1)
+            }
+        } catch {
+            let error = failure(error)
+            cluster.status.writeFailed(error.message)
+            throw error
+        }
+        let verdict = LogVerdict.of(node: position, slice: slice)
+        if let failure = verdict.failure { throw stopFollowing(cluster, failure) }
+        guard case .behind = verdict else { return true }
+        try catchUp(cluster, until: deadline)
+        return false
+    }
+
+    /// UNAVAILABLE when a write has waited out its deadline before it could reach the log (in line behind other
+    /// writes, or catching up with other nodes'): nothing of it was sent, and the database is not to blame.
+    private func checkTimeLeft(
+        until deadline: ContinuousClock.Instant,
+        _ cluster: ClusterMembership
+    ) throws(CofferError) {
+        guard deadline - .now <= .zero else { return }
+        throw CofferError(
+            .unavailable,
+            "the write was not sent: it waited its whole deadline (\(LogDeadline.describe(cluster.writeDeadline))) behind other writes; try again"
+        )
     }
 
     /// Commits what a first run of a transaction wrote (its ledger), now that the log has taken it.
@@ -223,7 +270,9 @@ extension ConnectionStore {
     private func catchUp(_ cluster: ClusterMembership, until deadline: ContinuousClock.Instant) throws(CofferError) {
         while true {
             let position = logPosition
+            let started = now
             let slice: LogSlice
+            try checkTimeLeft(until: deadline, cluster)
             do {
                 slice = try LogDeadline.wait(deadline - .now, "a read", shown: cluster.writeDeadline) {
                     try await cluster.log.read(after: position.revision, limit: 512)
@@ -234,15 +283,26 @@ extension ConnectionStore {
                 throw error
             }
             let verdict = LogVerdict.of(node: position, slice: slice)
-            if let failure = verdict.failure {
-                cluster.status.fail(failure.message)
-                throw failure
-            }
+            if let failure = verdict.failure { throw stopFollowing(cluster, failure) }
             guard case .behind(let entries) = verdict else { return }
-            let reached = try applyLocked(entries, readFrom: position)
+            let reached: UInt64
+            do {
+                reached = try applyLocked(entries, readFrom: position, head: slice.head, readAt: started)
+            } catch  where error.code == .dataLoss {
+                throw stopFollowing(cluster, error)
+            }
             cluster.status.wrote(revision: reached)
             if reached >= slice.head { return }
         }
+    }
+
+    /// The node met a log it cannot follow: it fails closed, and the client is told so.
+    private func stopFollowing(_ cluster: ClusterMembership, _ error: CofferError) -> CofferError {
+        cluster.status.fail(error.message)
+        return CofferError(
+            .unavailable,
+            "this node stopped following the cluster's log and takes no writes until it is mended: \(error.message)"
+        )
     }
 
     // MARK: Applying what other nodes wrote
@@ -252,23 +312,25 @@ extension ConnectionStore {
     /// writes, committed after `position` was taken) are skipped once their link matches. DATA_LOSS, naming what
     /// failed, for an entry that does not follow (a gap), fails its link (altered, injected or reordered) or
     /// holds a record that fails its tag: nothing of it is applied.
+    /// `head` is the log's head that read saw, and `readAt` when the read began: when the store reaches the
+    /// head, it had everything the log held then, which it keeps (`lastCaughtUp`).
     public func applyFromLog(
         _ entries: [ReplicationEntry],
-        readFrom position: LogPosition
-    ) throws(CofferError)
-        -> UInt64
-    {
+        readFrom position: LogPosition,
+        head: UInt64,
+        readAt: Date
+    ) throws(CofferError) -> UInt64 {
         writeLock.lock()
         defer { writeLock.unlock() }
-        return try applyLocked(entries, readFrom: position)
+        return try applyLocked(entries, readFrom: position, head: head, readAt: readAt)
     }
 
     private func applyLocked(
         _ entries: [ReplicationEntry],
-        readFrom position: LogPosition
-    ) throws(CofferError)
-        -> UInt64
-    {
+        readFrom position: LogPosition,
+        head: UInt64,
+        readAt: Date
+    ) throws(CofferError) -> UInt64 {
         let current = logPosition
         var pending = entries[...]
         if current.revision > position.revision {
@@ -281,12 +343,13 @@ extension ConnectionStore {
             }
         }
         guard !pending.isEmpty else { return current.revision }
-        try apply(Array(pending))
+        try apply(Array(pending), caughtUp: pending.last.map { $0.last >= head } == true ? readAt : nil)
         return logPosition.revision
     }
 
-    /// Applies `entries`, which must follow this store's revision, in one write transaction.
-    private func apply(_ entries: [ReplicationEntry]) throws(CofferError) {
+    /// Applies `entries`, which must follow this store's revision, in one write transaction; `caughtUp` is when
+    /// the store last had everything the log held, if these entries bring it there.
+    private func apply(_ entries: [ReplicationEntry], caughtUp: Date?) throws(CofferError) {
         let ledger = WriteLedger()
         var updated = currentMetadata
         do {
@@ -345,7 +408,7 @@ extension ConnectionStore {
                 updated.apply(ledger)
                 updated.revision = revision
                 updated.logLink = Data(link)
-                updated.lastSyncUnixMs = now.unixMillis
+                if let caughtUp { updated.lastSyncUnixMs = caughtUp.unixMillis }
                 let firstKept = try txn.bounds(tables.changes.db).map { StoreKeys.sequence(of: $0.first) }
                 updated.changesFirst = firstKept ?? revision + 1
                 try tables.meta.write(updated, keys: authority.keys, txn)

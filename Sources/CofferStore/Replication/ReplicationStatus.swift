@@ -130,10 +130,11 @@ public final class ReplicationStatus: Sendable {
         }
     }
 
-    /// The log has a batch up to `revision` (a notification): if this node has not applied it, it is behind.
+    /// The log has a batch up to `revision` (a notification): if this node has not applied it, it is behind until
+    /// a read begun after now says otherwise. A notification is only news, never the head: anyone who can reach
+    /// the database can send one, and only a read is taken for the log's state.
     public func notified(revision: UInt64, at time: Date) {
         state.withLock { snapshot in
-            snapshot.head = max(snapshot.head, revision)
             guard revision > snapshot.applied else { return }
             snapshot.lastNotified = time
             if snapshot.behindSince == nil { snapshot.behindSince = time }
@@ -159,7 +160,7 @@ public final class ReplicationStatus: Sendable {
     /// after `started` may be of a batch the read did not hold, so the node counts as behind since `started`.
     public func read(started: Date, head: UInt64, applied: UInt64) {
         state.withLock { snapshot in
-            snapshot.head = max(snapshot.head, head)
+            snapshot.head = head
             snapshot.applied = max(snapshot.applied, applied)
             snapshot.unreachable = nil
             snapshot.unconfirmed = false

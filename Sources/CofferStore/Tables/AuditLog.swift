@@ -46,16 +46,17 @@ struct AuditLog {
         return events
     }
 
-    /// Moves `journaled` (in journal order) and every waiting record of a change into the chain, the two merged
-    /// in the order they were taken, numbering them from the chain's head on, then drops the oldest records past
+    /// Moves `journaled` (in journal order) and the waiting records of changes up to `pendingThrough` into the
+    /// chain, the two merged in the order they were taken, numbering them from the chain's head on, then drops the oldest records past
     /// the limit. Returns where the chain now stands.
     func fold(
         _ journaled: [(order: UInt64, event: AuditEvent)],
+        pendingThrough: UInt64 = .max,
         chain: AuditChain,
         keys: KeyRing,
         _ txn: Transaction
     ) throws -> AuditChain {
-        let waiting = try pendingRecords(txn)
+        let waiting = try pendingRecords(txn).filter { $0.order <= pendingThrough }
         for (order, _) in waiting { try txn.deleteRecord(pending, StoreKeys.sequence(order)) }
         var chain = chain
         for var event in Self.merged(journaled, waiting) {
