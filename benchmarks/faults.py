@@ -733,10 +733,10 @@ def main() -> None:
         del args[args.index("--minutes"):args.index("--minutes") + 2]
     names = [a for a in args if not a.startswith("--")] or list(SCENARIOS)
     if not short:
-        subprocess.run(["swift", "build", "-c", "release", "--product", "cofferd"], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL)
-        subprocess.run(["swift", "build", "-c", "release", "--product", "coffer"], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL)
+        if "--no-build" not in args:
+            for product in ("cofferd", "coffer"):
+                subprocess.run(["swift", "build", "-c", "release", "--product", product], cwd=ROOT, check=True,
+                               stdout=subprocess.DEVNULL)
         conftest.BUILD = ROOT / ".build" / "release"
     rows = run(names, short, minutes)
     width = max(len(r.what) for r in rows)
